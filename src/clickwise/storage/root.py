@@ -1,0 +1,164 @@
+"""A root: a local folder or ``s3://bucket/prefix``, with atomic writes and sorted listings.
+
+Both backends go through ``pyarrow.fs``, so Parquet is read and written natively on either. A write
+is atomic: local files are written under a temporary name and renamed; an object-store put is atomic
+by itself. Readers therefore never see half a file, and a crash leaves at most a stray temporary.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from clickwise.errors import StorageError
+
+_TMP_MARK = ".tmp-"
+
+
+@dataclass(frozen=True)
+class Root:
+    """A storage root. Paths given to its methods are relative, with ``/`` separators."""
+
+    fs: pafs.FileSystem
+    base: str
+    url: str
+
+    def path(self, relative: str) -> str:
+        """The backend path of a relative path (refusing ``..`` so nothing escapes the root)."""
+        parts = [p for p in relative.split("/") if p not in ("", ".")]
+        if any(p == ".." for p in parts):
+            raise StorageError(f"path {relative!r} leaves the root {self.url!r}")
+        return posixpath.join(self.base, *parts) if parts else self.base
+
+    def exists(self, relative: str) -> bool:
+        info = self._info(relative)
+        return info.type != pafs.FileType.NotFound
+
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def write_bytes(self, relative: str, data: bytes) -> None:
+        """Write a whole file atomically."""
+        target = self.path(relative)
+        try:
+            self._ensure_parent(target)
+            if self.is_local():
+                temporary = f"{target}{_TMP_MARK}{uuid.uuid4().hex}"
+                with self.fs.open_output_stream(temporary) as out:
+                    out.write(data)
+                os.replace(temporary, target)
+            else:
+                with self.fs.open_output_stream(target) as out:
+                    out.write(data)
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.url}/{relative}: {exc}") from exc
+
+    def read_bytes(self, relative: str) -> bytes:
+        try:
+            with self.fs.open_input_stream(self.path(relative)) as stream:
+                return bytes(stream.read())
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.url}/{relative}: {exc}") from exc
+
+    def write_parquet(self, relative: str, table: pa.Table, *, compression: str = "zstd") -> int:
+        """Write a table as one Parquet file, atomically; returns its size in bytes."""
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression=compression, use_dictionary=True, write_statistics=True)
+        data = sink.getvalue()
+        self.write_bytes(relative, data)
+        return len(data)
+
+    def read_parquet(self, relatives: Iterable[str], columns: list[str] | None = None) -> pa.Table:
+        """Read and concatenate Parquet files (in the given order)."""
+        tables = []
+        for relative in relatives:
+            try:
+                tables.append(pq.read_table(self.path(relative), filesystem=self.fs, columns=columns))
+            except OSError as exc:
+                raise StorageError(f"cannot read {self.url}/{relative}: {exc}") from exc
+        if not tables:
+            raise StorageError("read_parquet needs at least one file")
+        return pa.concat_tables(tables, promote_options="default")
+
+    def list_files(self, prefix: str = "", *, suffix: str = "") -> list[str]:
+        """Every file below ``prefix`` (recursive), relative to the root, sorted; temporaries skipped."""
+        start = self.path(prefix)
+        selector = pafs.FileSelector(start, recursive=True, allow_not_found=True)
+        try:
+            infos = self.fs.get_file_info(selector)
+        except OSError as exc:
+            raise StorageError(f"cannot list {self.url}/{prefix}: {exc}") from exc
+        base = self.base.rstrip("/") + "/" if self.base else ""
+        found = [
+            info.path[len(base):] if info.path.startswith(base) else info.path
+            for info in infos
+            if info.type == pafs.FileType.File and _TMP_MARK not in info.base_name
+        ]
+        return sorted(path for path in found if path.endswith(suffix))
+
+    def delete(self, relative: str) -> None:
+        try:
+            self.fs.delete_file(self.path(relative))
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageError(f"cannot delete {self.url}/{relative}: {exc}") from exc
+
+    def _info(self, relative: str) -> pafs.FileInfo:
+        try:
+            return self.fs.get_file_info(self.path(relative))
+        except OSError as exc:
+            raise StorageError(f"cannot reach {self.url}/{relative}: {exc}") from exc
+
+    def _ensure_parent(self, target: str) -> None:
+        parent = posixpath.dirname(target)
+        if parent and self.is_local():
+            self.fs.create_dir(parent, recursive=True)
+
+
+def open_root(url: str | Path, *, endpoint: str | None = None, region: str | None = None) -> Root:
+    """Open a local folder (created if missing) or ``s3://bucket/prefix``.
+
+    The S3 endpoint comes from ``endpoint``, else ``CLICKWISE_S3_ENDPOINT``, else
+    ``AWS_ENDPOINT_URL``, else AWS itself; credentials come from the usual AWS variables.
+    """
+    text = str(url)
+    if text.startswith("s3://"):
+        return _open_s3(text, endpoint, region)
+    if "://" in text and not text.startswith("file://"):
+        raise StorageError(f"root {text!r} is not supported; use a folder path or s3://bucket/prefix")
+    folder = Path(text.removeprefix("file://")).expanduser().resolve()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the root folder {str(folder)!r}: {exc}") from exc
+    return Root(fs=pafs.LocalFileSystem(), base=folder.as_posix(), url=folder.as_posix())
+
+
+def _open_s3(url: str, endpoint: str | None, region: str | None) -> Root:
+    bucket_and_prefix = url.removeprefix("s3://").strip("/")
+    if not bucket_and_prefix:
+        raise StorageError(f"root {url!r} names no bucket; use s3://bucket/prefix")
+    endpoint = endpoint or os.environ.get("CLICKWISE_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL")
+    options: dict[str, object] = {"region": region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
+    if endpoint:
+        scheme, _, host = endpoint.partition("://")
+        if not host:
+            raise StorageError(f"S3 endpoint {endpoint!r} needs a scheme, e.g. http://127.0.0.1:9000")
+        options.update(endpoint_override=host, scheme=scheme)
+    try:
+        fs = pafs.S3FileSystem(**options)  # type: ignore[arg-type]
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"cannot open {url!r}: {exc}") from exc
+    return Root(fs=fs, base=bucket_and_prefix, url=url.rstrip("/"))
