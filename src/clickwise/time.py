@@ -121,7 +121,8 @@ def parse_zone(name: str) -> dt.tzinfo:
         return zoneinfo.ZoneInfo(text)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
         raise TimeFormatError(
-            f"unknown time zone {name!r}; use an IANA name like 'Asia/Shanghai', 'UTC', or an offset like '+08:00'"
+            f"unknown time zone {name!r}; use an IANA name like 'Asia/Shanghai', 'UTC', "
+            "or an offset like '+08:00'"
         ) from exc
 
 
@@ -145,9 +146,7 @@ def parse_instant_ms(text: str | int, *, default_zone: str | None = None) -> int
         ) from exc
     if moment.tzinfo is None:
         if default_zone is None:
-            raise TimeFormatError(
-                f"{text!r} has no time zone; add one (e.g. {value}Z or {value}+08:00)"
-            )
+            raise TimeFormatError(f"{text!r} has no time zone; add one (e.g. {value}Z or {value}+08:00)")
         moment = moment.replace(tzinfo=parse_zone(default_zone))
     return datetime_to_ms(moment)
 
@@ -264,15 +263,22 @@ def _parse_iso(text: pl.Series, zone: str | None) -> pl.Series:
         pl.col("t").str.extract(r"([Zz]|[+-]\d{2}:?\d{2})$", 1).alias("off"),
     )
     wall = pl.coalesce(
-        [pl.col("body").str.strptime(pl.Datetime("ms"), f, strict=False, exact=True) for f in _ISO_BODY_FORMATS]
+        [
+            pl.col("body").str.strptime(pl.Datetime("ms"), f, strict=False, exact=True)
+            for f in _ISO_BODY_FORMATS
+        ]
     )
     sign = pl.when(pl.col("off").str.starts_with("-")).then(-1).otherwise(1)
     digits = pl.col("off").str.replace_all(r"[^0-9]", "")
-    offset_ms = pl.when(pl.col("off").str.to_uppercase() == "Z").then(0).otherwise(
-        sign
-        * (
-            digits.str.slice(0, 2).cast(pl.Int64, strict=False) * MS_PER_HOUR
-            + digits.str.slice(2, 2).cast(pl.Int64, strict=False) * MS_PER_MINUTE
+    offset_ms = (
+        pl.when(pl.col("off").str.to_uppercase() == "Z")
+        .then(0)
+        .otherwise(
+            sign
+            * (
+                digits.str.slice(0, 2).cast(pl.Int64, strict=False) * MS_PER_HOUR
+                + digits.str.slice(2, 2).cast(pl.Int64, strict=False) * MS_PER_MINUTE
+            )
         )
     )
     frame = frame.with_columns(wall.alias("wall"), offset_ms.alias("offset_ms"))

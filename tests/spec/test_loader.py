@@ -26,7 +26,9 @@ def test_adclick_defines_the_seed_features() -> None:
     pipeline = load_pipeline(ADCLICK)
     assert set(REQUIRED_FEATURES) <= set(pipeline.features)
     assert pipeline.label is not None and pipeline.label.name == "clicked"
-    assert pipeline.label.horizon == 15 * 60_000 and pipeline.label.match == {"impression_id": "impression_id"}
+    assert pipeline.label.horizon == 15 * 60_000 and pipeline.label.match == {
+        "impression_id": "impression_id"
+    }
     user = pipeline.tables["user"].aggregations
     assert user["impressions_1h"].hop_ms == 60_000 and user["clicks_7d"].hop_ms == 3_600_000
     assert user["domains_30d"].hop_ms == 86_400_000 and user["impressions_total"].window is None
@@ -45,10 +47,14 @@ def test_fingerprint_is_stable_and_ignores_descriptions_and_model() -> None:
     assert base.startswith("sha256:") and len(base) == 71
     reworded = text.replace("description: Ad-click prediction", "description: Something else entirely")
     assert parse_pipeline(reworded).fingerprint() == base
-    retuned = text.replace("num_leaves: 63", "num_leaves: 31").replace("value_per_click: 0.40", "value_per_click: 1")
+    retuned = text.replace("num_leaves: 63", "num_leaves: 31").replace(
+        "value_per_click: 0.40", "value_per_click: 1"
+    )
     assert parse_pipeline(retuned).fingerprint() == base
-    rewindowed = text.replace("impressions_1h: {stream: impressions, op: count, window: 1h}",
-                              "impressions_1h: {stream: impressions, op: count, window: 2h}")
+    rewindowed = text.replace(
+        "impressions_1h: {stream: impressions, op: count, window: 1h}",
+        "impressions_1h: {stream: impressions, op: count, window: 2h}",
+    )
     assert parse_pipeline(rewindowed).fingerprint() != base
     assert parse_pipeline(text.replace("horizon: 15m", "horizon: 900s")).fingerprint() == base
 
@@ -56,29 +62,80 @@ def test_fingerprint_is_stable_and_ignores_descriptions_and_model() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("window: 7d}", "window: 7x}", "tables.user.aggregations.impressions_7d.window: '7x' is not a duration"),
-        ("op: count, window: 1h}", "op: cnt, window: 1h}", "impressions_1h.op: 'cnt' is not allowed; input should be 'count'"),
-        ("kind: geo, input: ip", "kind: geo, inpt: ip", "enrichments.geo.inpt: unknown key 'inpt'; allowed here: kind, input"),
-        ("table: country, aggregation: ctr_24h}", "table: countri, aggregation: ctr_24h}",
-         "features.country_ctr_24h.table: table 'countri' is not defined"),
-        ("inputs: [country_ctr_24h, global_ctr_24h]", "inputs: [country_ctr_24h, nope]",
-         "features.country_ctr_vs_global_24h.inputs[1]: 'nope' is not a feature defined above"),
-        ("max_length: 253", "max_length: -1", "streams.impressions.fields.domain.max_length: Input should be greater than 0 (got -1)"),
-        ("user_agent: {type: string", "user_agent: {type: strng", "fields.user_agent.type: 'strng' is not allowed"),
-        ("{feature: user_impressions_1h, op: gt", "{feature: nope, op: gt", "decision.block[1].feature: 'nope' is not a feature"),
-        ("stream: clicks, op: count, window: 7d}", "stream: klicks, op: count, window: 7d}",
-         "tables.user.aggregations.clicks_7d.stream: stream 'klicks' is not defined"),
-        ("field: domain, window: 30d}", "field: domian, window: 30d}", "domains_30d.field: 'domian' is not a field of stream 'impressions'"),
-        ("time: {field: ts, format: epoch_ms}\n    arrival_time: {field: arrival_ts, format: epoch_ms}\n    event_id: impression_id",
-         "time: {field: ts, format: \"%Y-%m-%d\"}\n    arrival_time: {field: arrival_ts, format: epoch_ms}\n    event_id: impression_id",
-         "streams.impressions.time: time format '%Y-%m-%d' has no zone"),
-        ("event_id: click_id", "event_id: klick_id", "streams.clicks: event_id 'klick_id' is not a declared field"),
-        ("match: [impression_id]", "match: [bid_id]", "label.match.bid_id: stream 'impressions' has no field 'bid_id'"),
+        (
+            "window: 7d}",
+            "window: 7x}",
+            "tables.user.aggregations.impressions_7d.window: '7x' is not a duration",
+        ),
+        (
+            "op: count, window: 1h}",
+            "op: cnt, window: 1h}",
+            "impressions_1h.op: 'cnt' is not allowed; input should be 'count'",
+        ),
+        (
+            "kind: geo, input: ip",
+            "kind: geo, inpt: ip",
+            "enrichments.geo.inpt: unknown key 'inpt'; allowed here: kind, input",
+        ),
+        (
+            "table: country, aggregation: ctr_24h}",
+            "table: countri, aggregation: ctr_24h}",
+            "features.country_ctr_24h.table: table 'countri' is not defined",
+        ),
+        (
+            "inputs: [country_ctr_24h, global_ctr_24h]",
+            "inputs: [country_ctr_24h, nope]",
+            "features.country_ctr_vs_global_24h.inputs[1]: 'nope' is not a feature defined above",
+        ),
+        (
+            "max_length: 253",
+            "max_length: -1",
+            "streams.impressions.fields.domain.max_length: Input should be greater than 0 (got -1)",
+        ),
+        (
+            "user_agent: {type: string",
+            "user_agent: {type: strng",
+            "fields.user_agent.type: 'strng' is not allowed",
+        ),
+        (
+            "{feature: user_impressions_1h, op: gt",
+            "{feature: nope, op: gt",
+            "decision.block[1].feature: 'nope' is not a feature",
+        ),
+        (
+            "stream: clicks, op: count, window: 7d}",
+            "stream: klicks, op: count, window: 7d}",
+            "tables.user.aggregations.clicks_7d.stream: stream 'klicks' is not defined",
+        ),
+        (
+            "field: domain, window: 30d}",
+            "field: domian, window: 30d}",
+            "domains_30d.field: 'domian' is not a field of stream 'impressions'",
+        ),
+        (
+            "time: {field: ts, format: epoch_ms}\n    arrival_time: {field: arrival_ts, format: epoch_ms}\n"
+            "    event_id: impression_id",
+            'time: {field: ts, format: "%Y-%m-%d"}\n    arrival_time: {field: arrival_ts, format: epoch_ms}\n'
+            "    event_id: impression_id",
+            "streams.impressions.time: time format '%Y-%m-%d' has no zone",
+        ),
+        (
+            "event_id: click_id",
+            "event_id: klick_id",
+            "streams.clicks: event_id 'klick_id' is not a declared field",
+        ),
+        (
+            "match: [impression_id]",
+            "match: [bid_id]",
+            "label.match.bid_id: stream 'impressions' has no field 'bid_id'",
+        ),
         ("horizon: 15m", "horizon: 0s", "label: horizon must be positive"),
         ("version: 1", "version: 2", "version: 2 is not allowed"),
-        ("ctr_7d: {op: ratio, numerator: clicks_7d, denominator: impressions_7d}",
-         "ctr_7d: {op: ratio, numerator: clicks_7d, denominator: impressions_8d}",
-         "tables.user: aggregation 'ctr_7d': 'impressions_8d' is not an aggregation of this table"),
+        (
+            "ctr_7d: {op: ratio, numerator: clicks_7d, denominator: impressions_7d}",
+            "ctr_7d: {op: ratio, numerator: clicks_7d, denominator: impressions_8d}",
+            "tables.user: aggregation 'ctr_7d': 'impressions_8d' is not an aggregation of this table",
+        ),
     ],
 )
 def test_mistakes_are_named(old: str, new: str, message: str) -> None:

@@ -27,7 +27,7 @@ class _StrictLoader(yaml.SafeLoader):
 def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             line = key_node.start_mark.line + 1
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r} (line {line})")
@@ -57,7 +57,9 @@ def parse_pipeline(text: str, *, source: str = "<pipeline>") -> Pipeline:
     except yaml.YAMLError as exc:
         raise PipelineError(f"{source}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
-        raise PipelineError(f"{source}: the top level must be a mapping with 'name' and 'streams', got {data!r:.80}")
+        raise PipelineError(
+            f"{source}: the top level must be a mapping with 'name' and 'streams', got {data!r:.80}"
+        )
     try:
         return Pipeline.model_validate(data)
     except ValidationError as exc:

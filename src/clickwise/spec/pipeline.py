@@ -86,7 +86,7 @@ class Pipeline(Definition):
     def stored_fields(self, stream: str) -> dict[str, str]:
         """Declared and enriched fields (no joins), with types."""
         definition = self.streams[stream]
-        fields = {name: spec.type for name, spec in definition.fields.items()}
+        fields: dict[str, str] = {name: spec.type for name, spec in definition.fields.items()}
         for enrichment_name in definition.enrich:
             enrichment = self.enrichments[enrichment_name]
             if isinstance(enrichment, GeoEnrichment):
@@ -153,7 +153,9 @@ def _check_tables(p: Pipeline) -> None:
             if agg.stream is None:
                 continue
             if agg.stream not in p.streams:
-                _fail((*path, "stream"), f"stream {agg.stream!r} is not defined; defined: {sorted(p.streams)}")
+                _fail(
+                    (*path, "stream"), f"stream {agg.stream!r} is not defined; defined: {sorted(p.streams)}"
+                )
             available = p.stream_fields(agg.stream)
             for key_field in table.key:
                 if key_field not in available:
@@ -179,7 +181,9 @@ def _check_features(p: Pipeline) -> None:
         if isinstance(feature, TableFeature):
             table = p.tables.get(feature.table)
             if table is None:
-                _fail((*path, "table"), f"table {feature.table!r} is not defined; defined: {sorted(p.tables)}")
+                _fail(
+                    (*path, "table"), f"table {feature.table!r} is not defined; defined: {sorted(p.tables)}"
+                )
                 return
             if feature.aggregation not in table.aggregations:
                 _fail(

@@ -143,7 +143,9 @@ class StreamDef(Definition):
                 f"fields are {sorted(self.fields)}"
             )
         if self.where is not None and self.where.field not in self.fields:
-            raise ValueError(f"where.field {self.where.field!r} is not a declared field; fields are {sorted(self.fields)}")
+            raise ValueError(
+                f"where.field {self.where.field!r} is not a declared field; fields are {sorted(self.fields)}"
+            )
         for source, target in self.renames.items():
             if target not in self.fields:
                 raise ValueError(
@@ -155,7 +157,9 @@ class StreamDef(Definition):
     def source_name(self, field: str) -> str:
         """The name a field has in input files (before renames)."""
         if self.where is not None and self.where.field not in self.fields:
-            raise ValueError(f"where.field {self.where.field!r} is not a declared field; fields are {sorted(self.fields)}")
+            raise ValueError(
+                f"where.field {self.where.field!r} is not a declared field; fields are {sorted(self.fields)}"
+            )
         for source, target in self.renames.items():
             if target == field:
                 return source

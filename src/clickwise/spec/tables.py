@@ -101,7 +101,9 @@ class AggregationDef(Definition):
     def _shape_fits_op(self) -> AggregationDef:
         if self.op == "ratio":
             if self.numerator is None or self.denominator is None:
-                raise ValueError("op 'ratio' needs numerator and denominator (names of this table's aggregations)")
+                raise ValueError(
+                    "op 'ratio' needs numerator and denominator (names of this table's aggregations)"
+                )
             if self.stream is not None or self.field is not None or self.filter is not None:
                 raise ValueError("op 'ratio' takes numerator/denominator, not stream/field/filter")
             return self

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic import BaseModel as _BaseModel
+from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from clickwise.time import parse_duration_ms
 

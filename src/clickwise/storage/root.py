@@ -101,7 +101,7 @@ class Root:
             raise StorageError(f"cannot list {self.url}/{prefix}: {exc}") from exc
         base = self.base.rstrip("/") + "/" if self.base else ""
         found = [
-            info.path[len(base):] if info.path.startswith(base) else info.path
+            info.path[len(base) :] if info.path.startswith(base) else info.path
             for info in infos
             if info.type == pafs.FileType.File and _TMP_MARK not in info.base_name
         ]
@@ -158,7 +158,7 @@ def _open_s3(url: str, endpoint: str | None, region: str | None) -> Root:
             raise StorageError(f"S3 endpoint {endpoint!r} needs a scheme, e.g. http://127.0.0.1:9000")
         options.update(endpoint_override=host, scheme=scheme)
     try:
-        fs = pafs.S3FileSystem(**options)  # type: ignore[arg-type]
+        fs = pafs.S3FileSystem(**options)
     except (OSError, ValueError) as exc:
         raise StorageError(f"cannot open {url!r}: {exc}") from exc
     return Root(fs=fs, base=bucket_and_prefix, url=url.rstrip("/"))

@@ -1,0 +1,218 @@
+"""Batch ingest: input files -> validate -> de-duplicate -> enrich -> event lake (+ dead letters).
+
+Each input is identified by the digest of its content and stream. An input already in the lake's
+manifest is skipped whole; one whose earlier ingest crashed has its partial files removed and is
+ingested again, so a file is stored exactly once however often it is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from clickwise.enrich.apply import Enricher
+from clickwise.errors import InputError
+from clickwise.events.deadletters import DeadLetterBatch, DeadLetters
+from clickwise.events.dedup import EventIdIndex
+from clickwise.events.lake import Lake
+from clickwise.events.readers import InputFile, RawChunk, expand_inputs, read_chunks, row_json_texts
+from clickwise.events.validate import validate
+from clickwise.spec import Pipeline
+from clickwise.storage import Root
+from clickwise.time import Clock, SystemClock
+
+Progress = Callable[[int, int], None]
+"""Called with (bytes done, bytes in all) as inputs are read."""
+
+
+@dataclass
+class StreamCounts:
+    """What happened to one stream's records."""
+
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    filtered: int = 0
+    inputs: int = 0
+    skipped_inputs: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class IngestReport:
+    """Counts per stream for one ingest call."""
+
+    streams: dict[str, StreamCounts] = field(default_factory=dict)
+
+    def counts(self, stream: str) -> StreamCounts:
+        return self.streams.setdefault(stream, StreamCounts())
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        return {name: counts.as_dict() for name, counts in self.streams.items()}
+
+
+class Ingestor:
+    """Ingests inputs into one root for one pipeline; keeps per-stream state between inputs."""
+
+    def __init__(self, pipeline: Pipeline, root: Root, *, clock: Clock | None = None) -> None:
+        self.pipeline = pipeline
+        self.lake = Lake(root, pipeline)
+        self.dead = DeadLetters(root)
+        self.clock = clock or SystemClock()
+        self._indexes: dict[str, EventIdIndex] = {}
+        self._enrichers: dict[str, Enricher] = {}
+
+    def ingest_files(
+        self, inputs: Sequence[str], *, stream: str | None = None, progress: Progress | None = None
+    ) -> IngestReport:
+        """Ingest files, folders, globs or ``s3://`` prefixes. The stream comes from ``stream``, else
+        from each file's or folder's name (``impressions.jsonl``, ``impressions/part-0.parquet``)."""
+        files = expand_inputs(inputs, endpoint=self.pipeline.storage.endpoint)
+        plan = [(source, self._stream_of(source, stream)) for source in files]
+        total = sum(_size(source) for source, _ in plan)
+        done = 0
+        report = IngestReport()
+        for source, name in plan:
+            self.ingest_file(source, name, report)
+            done += _size(source)
+            if progress is not None:
+                progress(done, total)
+        return report
+
+    def ingest_file(self, source: InputFile, stream: str, report: IngestReport) -> None:
+        counts = report.counts(stream)
+        counts.inputs += 1
+        digest = _digest(source, stream)
+        if self.lake.has_input(stream, digest):
+            counts.skipped_inputs += 1
+            return
+        tag = digest[:20]
+        self.lake.remove_tag(stream, tag)
+        self.dead.remove_tag(stream, tag)
+        before = (counts.accepted, counts.rejected, counts.duplicates)
+        for number, chunk in enumerate(read_chunks(source, self.pipeline.streams[stream])):
+            self._ingest_chunk(chunk, stream, source, f"{tag}-{number:05d}", counts)
+        self.lake.record_input(
+            stream,
+            digest,
+            {
+                "source": source.display,
+                "stream": stream,
+                "accepted": counts.accepted - before[0],
+                "rejected": counts.rejected - before[1],
+                "duplicates": counts.duplicates - before[2],
+                "ingested_ms": self.clock.now_ms(),
+            },
+        )
+
+    def ingest_table(self, table: pa.Table, stream: str, *, tag: str, source: str = "api") -> StreamCounts:
+        """Ingest records already in memory (raw columns named as in the stream's input)."""
+        counts = StreamCounts(inputs=1)
+        self._ingest_chunk(
+            RawChunk(table, 0, row_json_texts(table)), stream, None, tag, counts, source_name=source
+        )
+        return counts
+
+    def _ingest_chunk(
+        self,
+        chunk: RawChunk,
+        stream: str,
+        source: InputFile | None,
+        tag: str,
+        counts: StreamCounts,
+        *,
+        source_name: str | None = None,
+    ) -> None:
+        now_ms = self.clock.now_ms()
+        dead = DeadLetterBatch()
+        for reject in chunk.rejects:
+            dead.add(reject.reason, None, reject.raw, reject.row)
+        valid, rejected = validate(chunk.table, self.pipeline.streams[stream], now_ms=now_ms)
+        if len(rejected.rows):
+            for row, reason, field_name, raw in zip(
+                rejected.rows.tolist(),
+                rejected.reasons,
+                rejected.fields,
+                chunk.raw_text(rejected.rows.tolist()),
+                strict=True,
+            ):
+                dead.add(reason, field_name, raw, chunk.first_row + row)
+        valid = self._dedup(valid, stream, counts)
+        valid = self._enricher(stream).enrich_many(valid)
+        self.lake.write(stream, valid, tag)
+        self.dead.write(
+            stream,
+            dead,
+            source=source_name or (source.display if source else "api"),
+            tag=tag,
+            arrival_ms=now_ms,
+        )
+        counts.accepted += valid.num_rows
+        counts.rejected += len(dead)
+        counts.filtered += rejected.filtered
+
+    def _dedup(self, valid: pa.Table, stream: str, counts: StreamCounts) -> pa.Table:
+        id_field = self.pipeline.streams[stream].event_id
+        if id_field is None or valid.num_rows == 0:
+            return valid
+        if stream not in self._indexes:
+            self._indexes[stream] = EventIdIndex(self.lake, stream, id_field)
+        fresh = self._indexes[stream].new_mask(valid.column(id_field))
+        counts.duplicates += int(len(fresh) - fresh.sum())
+        return valid if fresh.all() else valid.filter(pa.array(fresh))
+
+    def _enricher(self, stream: str) -> Enricher:
+        if stream not in self._enrichers:
+            self._enrichers[stream] = Enricher(self.pipeline, stream)
+        return self._enrichers[stream]
+
+    def _stream_of(self, source: InputFile, stream: str | None) -> str:
+        if stream is not None:
+            if stream not in self.pipeline.streams:
+                raise InputError(
+                    f"unknown stream {stream!r}; the pipeline has {sorted(self.pipeline.streams)}"
+                )
+            return stream
+        parts = source.display.replace("\\", "/").split("/")
+        candidates = [parts[-1].split(".", 1)[0], *reversed(parts[:-1])]
+        for candidate in candidates:
+            if candidate in self.pipeline.streams:
+                return candidate
+        raise InputError(
+            f"{source.display}: cannot tell which stream this is (no file or folder named after one of "
+            f"{sorted(self.pipeline.streams)}); pass --stream NAME"
+        )
+
+
+def _digest(source: InputFile, stream: str) -> str:
+    hasher = hashlib.sha256(stream.encode() + b"\0")
+    with source.root.fs.open_input_stream(source.root.path(source.relative)) as handle:
+        while True:
+            block = handle.read(8 << 20)
+            if not block:
+                break
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+def _size(source: InputFile) -> int:
+    info = source.root.fs.get_file_info(source.root.path(source.relative))
+    return int(info.size or 0)
+
+
+def ingest(
+    pipeline: Pipeline,
+    root: Root,
+    inputs: Sequence[str],
+    *,
+    stream: str | None = None,
+    clock: Clock | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Ingest files into the lake of ``root``; see :class:`Ingestor`."""
+    return Ingestor(pipeline, root, clock=clock).ingest_files(inputs, stream=stream, progress=progress)
