@@ -1,7 +1,43 @@
-"""clickwise: streaming machine learning for ad-click prediction."""
+"""clickwise: streaming machine learning for ad-click prediction.
 
-from clickwise.errors import ClickwiseError
+>>> import clickwise
+>>> pipeline = clickwise.load_pipeline(clickwise.example_path("adclick"))
+>>> pipeline.name, pipeline.label.horizon
+('adclick', 900000)
+"""
+
+from clickwise.errors import (
+    ClickwiseError,
+    EnrichmentError,
+    InputError,
+    PipelineError,
+    StorageError,
+    TimeFormatError,
+)
+from clickwise.events import DeadLetters, Ingestor, IngestReport, Lake, ingest
+from clickwise.examples import example_path
+from clickwise.spec import Pipeline, load_pipeline, parse_pipeline
+from clickwise.storage import Root, open_root
 
 __version__ = "0.1.0"
 
-__all__ = ["ClickwiseError", "__version__"]
+__all__ = [
+    "ClickwiseError",
+    "DeadLetters",
+    "EnrichmentError",
+    "IngestReport",
+    "Ingestor",
+    "InputError",
+    "Lake",
+    "Pipeline",
+    "PipelineError",
+    "Root",
+    "StorageError",
+    "TimeFormatError",
+    "__version__",
+    "example_path",
+    "ingest",
+    "load_pipeline",
+    "open_root",
+    "parse_pipeline",
+]

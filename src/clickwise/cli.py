@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
     TaskProgressColumn,
     TextColumn,
@@ -69,15 +70,22 @@ def _print_json(value: Any) -> None:
 @contextmanager
 def _progress(
     description: str, *, unit_bytes: bool = False, enabled: bool = True
-) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar on stderr; yields ``update(done, total)``."""
-    columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn()]
-    columns.append(DownloadColumn() if unit_bytes else TextColumn("{task.completed:,.0f}/{task.total:,.0f}"))
-    columns.append(TimeRemainingColumn())
+) -> Iterator[Callable[..., None]]:
+    """A progress bar on stderr; yields ``update(done, total, phase=None)``."""
+    counter = DownloadColumn() if unit_bytes else MofNCompleteColumn()
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        counter,
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, console=err, transient=True, disable=not enabled) as bar:
         task = bar.add_task(description, total=None)
 
-        def update(done: int, total: int) -> None:
+        def update(done: int, total: int, phase: str | None = None) -> None:
+            if phase is not None:
+                bar.update(task, description=phase)
             bar.update(task, completed=done, total=total)
 
         yield update
@@ -111,9 +119,7 @@ def validate(pipeline: PipelineOpt, as_json: JsonOpt = False) -> None:
         if as_json:
             _print_json({"valid": True, **summary})
             return
-        out.print(
-            f"[green]ok[/green] {pipeline}: pipeline [bold]{p.name}[/bold] {p.fingerprint()[:19]}"
-        )
+        out.print(f"[green]ok[/green] {pipeline}: pipeline [bold]{p.name}[/bold] {p.fingerprint()[:19]}")
         out.print(f"  streams  {', '.join(p.streams)}")
         out.print(f"  tables   {', '.join(p.tables) or '-'}")
         out.print(f"  features {len(p.features)}; label {summary['label'] or '-'}")
@@ -225,7 +231,7 @@ def demo(
             _print_json(result)
             return
         for line in result["summary"]:
-            out.print(line, highlight=False)
+            out.print(line, highlight=False, soft_wrap=True)
 
     _run(body)
 

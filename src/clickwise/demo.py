@@ -20,7 +20,8 @@ from clickwise.storage import open_root
 from clickwise.synth import generate
 from clickwise.time import MS_PER_DAY, SystemClock, format_ms
 
-Progress = Callable[[int, int], None]
+Progress = Callable[[int, int, str], None]
+"""Called with (done, total, phase) as the demo advances."""
 
 
 def run_demo(
@@ -36,14 +37,19 @@ def run_demo(
 
     started = time.perf_counter()
     generated = generate(
-        workdir / "input", users=users, hours=hours, seed=7, start_ms=start_ms, progress=progress
+        workdir / "input",
+        users=users,
+        hours=hours,
+        seed=7,
+        start_ms=start_ms,
+        progress=_phase(progress, "generating"),
     )
     generate_s = time.perf_counter() - started
 
     root = open_root(workdir / "state")
     started = time.perf_counter()
     inputs = [str(workdir / "input" / name) for name in ("impressions", "clicks", "predictions")]
-    report = Ingestor(pipeline, root).ingest_files(inputs, progress=progress)
+    report = Ingestor(pipeline, root).ingest_files(inputs, progress=_phase(progress, "ingesting"))
     ingest_s = time.perf_counter() - started
     again = Ingestor(pipeline, root).ingest_files(inputs)
 
@@ -79,6 +85,12 @@ def run_demo(
         f"ingesting the same files again stored {result['second_ingest_new_events']} new events",
     ]
     return result
+
+
+def _phase(progress: Progress | None, phase: str) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda done, total: progress(done, total, phase)
 
 
 def _counts(counts: dict[str, int]) -> str:
