@@ -41,20 +41,19 @@ class EventIdIndex:
         The ids kept are added to the index, so call it once per batch, before storing the batch.
         """
         hashes = hash_ids(ids)
-        fresh = np.ones(len(hashes), dtype=bool)
+        order = np.argsort(hashes, kind="stable")
+        ordered = hashes[order]  # sorted needles make the searches below cache-friendly
+        fresh_sorted = np.r_[True, ordered[1:] != ordered[:-1]]  # first of equal hashes, in input order
         for run in self._runs:
-            position = np.searchsorted(run, hashes)
-            position[position == len(run)] = 0
-            fresh &= run[position] != hashes if len(run) else True
-        _, first = np.unique(hashes, return_index=True)
-        first_mask = np.zeros(len(hashes), dtype=bool)
-        first_mask[first] = True
-        fresh &= first_mask
-        self._add(hashes[fresh])
+            position = np.minimum(np.searchsorted(run, ordered), len(run) - 1)
+            fresh_sorted &= run[position] != ordered
+        fresh = np.empty(len(hashes), dtype=bool)
+        fresh[order] = fresh_sorted
+        self._add(ordered[fresh_sorted])
         return fresh
 
-    def _add(self, hashes: np.ndarray) -> None:
-        if len(hashes):
-            self._runs.append(np.sort(hashes))
+    def _add(self, sorted_hashes: np.ndarray) -> None:
+        if len(sorted_hashes):
+            self._runs.append(sorted_hashes)
         if len(self._runs) > _MERGE_AFTER:
             self._runs = [np.sort(np.concatenate(self._runs))]

@@ -134,14 +134,11 @@ class Ingestor:
             dead.add(reject.reason, None, reject.raw, reject.row)
         valid, rejected = validate(chunk.table, self.pipeline.streams[stream], now_ms=now_ms)
         if len(rejected.rows):
+            rows = rejected.rows.tolist()
             for row, reason, field_name, raw in zip(
-                rejected.rows.tolist(),
-                rejected.reasons,
-                rejected.fields,
-                chunk.raw_text(rejected.rows.tolist()),
-                strict=True,
+                chunk.source_rows(rows), rejected.reasons, rejected.fields, chunk.raw_text(rows), strict=True
             ):
-                dead.add(reason, field_name, raw, chunk.first_row + row)
+                dead.add(reason, field_name, raw, row)
         valid = self._dedup(valid, stream, counts)
         valid = self._enricher(stream).enrich_many(valid)
         self.lake.write(stream, valid, tag)

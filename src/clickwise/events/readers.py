@@ -30,6 +30,7 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 _COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4")
 DEFAULT_CHUNK_ROWS = 1_000_000
 _JSON_BLOCK_BYTES = 64 << 20
+_JSON_PARSE_BLOCK = 4 << 20  # Arrow parses blocks in parallel; a longer line falls back to line by line
 
 
 @dataclass
@@ -49,6 +50,13 @@ class RawChunk:
     first_row: int
     raw_text: Callable[[Sequence[int]], list[str]]
     rejects: list[FormatReject] = field(default_factory=list)
+    row_numbers: list[int] | None = None  # the source row of each table row, when not first_row + i
+
+    def source_rows(self, rows: Sequence[int]) -> list[int]:
+        """Row numbers in the source file of some rows of ``table``."""
+        if self.row_numbers is None:
+            return [self.first_row + i for i in rows]
+        return [self.row_numbers[i] for i in rows]
 
 
 @dataclass(frozen=True)
@@ -178,19 +186,24 @@ def row_json_texts(table: pa.Table) -> Callable[[Sequence[int]], list[str]]:
 
 
 def _json_chunks(source: InputFile, stream: StreamDef) -> Iterator[RawChunk]:
-    """Blocks of whole lines; a fast Arrow parse, or line by line when a block has bad lines."""
+    """Blocks of whole lines; a fast Arrow parse, or line by line when a block has bad lines.
+
+    Blank lines are skipped; row numbers count the non-blank lines.
+    """
     schema = _json_schema(stream)
     row = 0
     with source.open() as handle:
         carry = b""
         while True:
             data = handle.read(_JSON_BLOCK_BYTES)
-            block = carry + bytes(data)
-            if not data:
-                carry = b""
+            if data:
+                cut = data.rfind(b"\n")
+                if cut < 0:
+                    carry += data
+                    continue
+                block, carry = carry + memoryview(data)[: cut + 1], data[cut + 1 :]
             else:
-                cut = block.rfind(b"\n")
-                block, carry = (block[: cut + 1], block[cut + 1 :]) if cut >= 0 else (b"", block)
+                block, carry = carry, b""
             if block.strip():
                 chunk = _json_block(block, schema, row)
                 row += chunk.table.num_rows + len(chunk.rejects)
@@ -216,24 +229,38 @@ def _json_schema(stream: StreamDef) -> pa.Schema:
 
 
 def _json_block(block: bytes, schema: pa.Schema, first_row: int) -> RawChunk:
-    lines = [line for line in block.split(b"\n") if line.strip()]
     try:
         table = pajson.read_json(
-            io.BytesIO(b"\n".join(lines)),
-            read_options=pajson.ReadOptions(block_size=max(1 << 20, len(block) + 1)),
+            pa.BufferReader(block),
+            read_options=pajson.ReadOptions(block_size=_JSON_PARSE_BLOCK, use_threads=True),
             parse_options=pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
         )
-        if table.num_rows == len(lines):
-            return RawChunk(table, first_row, _line_texts(lines))
+        return RawChunk(table, first_row, _lazy_line_texts(block))
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        pass
-    return _json_lines_slow(lines, schema, first_row)
+        return _json_lines_slow(_lines(block), schema, first_row)
+
+
+def _lines(block: bytes) -> list[bytes]:
+    return [line for line in block.split(b"\n") if line.strip()]
+
+
+def _lazy_line_texts(block: bytes) -> Callable[[Sequence[int]], list[str]]:
+    """Line texts, split out only if some row of the block is rejected."""
+    cache: list[list[bytes]] = []
+
+    def texts(rows: Sequence[int]) -> list[str]:
+        if not cache:
+            cache.append(_lines(block))
+        return [_decode(cache[0][i]) for i in rows]
+
+    return texts
 
 
 def _json_lines_slow(lines: list[bytes], schema: pa.Schema, first_row: int) -> RawChunk:
     """Parse line by line: broken lines become rejects; mixed types are left to validation."""
     records: list[dict[str, object]] = []
     kept: list[bytes] = []
+    numbers: list[int] = []
     rejects: list[FormatReject] = []
     for offset, line in enumerate(lines):
         try:
@@ -246,9 +273,10 @@ def _json_lines_slow(lines: list[bytes], schema: pa.Schema, first_row: int) -> R
             continue
         records.append(record)
         kept.append(line)
+        numbers.append(first_row + offset)
     columns = {name: _column([r.get(name) for r in records]) for name in schema.names}
     table = pa.table(columns) if records else schema.empty_table()
-    return RawChunk(table, first_row, _line_texts(kept), rejects)
+    return RawChunk(table, first_row, _line_texts(kept), rejects, numbers)
 
 
 NESTED_MARK = "\x00json:"
