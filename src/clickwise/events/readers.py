@@ -9,7 +9,6 @@ number of cells) are returned as rejects with their text.
 from __future__ import annotations
 
 import glob
-import io
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
