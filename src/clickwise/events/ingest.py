@@ -95,8 +95,9 @@ class Ingestor:
         self.lake.remove_tag(stream, tag)
         self.dead.remove_tag(stream, tag)
         before = (counts.accepted, counts.rejected, counts.duplicates)
+        files: list[str] = []
         for number, chunk in enumerate(read_chunks(source, self.pipeline.streams[stream])):
-            self._ingest_chunk(chunk, stream, source, f"{tag}-{number:05d}", counts)
+            files += self._ingest_chunk(chunk, stream, source, f"{tag}-{number:05d}", counts)
         self.lake.record_input(
             stream,
             digest,
@@ -107,14 +108,34 @@ class Ingestor:
                 "rejected": counts.rejected - before[1],
                 "duplicates": counts.duplicates - before[2],
                 "ingested_ms": self.clock.now_ms(),
+                "files": files,
             },
         )
 
     def ingest_table(self, table: pa.Table, stream: str, *, tag: str, source: str = "api") -> StreamCounts:
-        """Ingest records already in memory (raw columns named as in the stream's input)."""
+        """Ingest records already in memory (raw columns named as in the stream's input).
+
+        ``tag`` names the batch (letters, digits, ``-``): a batch whose tag was already ingested
+        into the stream is skipped whole, so a client may safely retry with the same tag.
+        """
         counts = StreamCounts(inputs=1)
-        self._ingest_chunk(
-            RawChunk(table, 0, row_json_texts(table)), stream, None, tag, counts, source_name=source
+        digest = f"batch-{tag}"
+        if self.lake.has_input(stream, digest):
+            counts.skipped_inputs = 1
+            return counts
+        self.lake.remove_tag(stream, tag)
+        chunk = RawChunk(table, 0, row_json_texts(table))
+        files = self._ingest_chunk(chunk, stream, None, tag, counts, source_name=source)
+        self.lake.record_input(
+            stream,
+            digest,
+            {
+                "source": source,
+                "stream": stream,
+                **counts.as_dict(),
+                "ingested_ms": self.clock.now_ms(),
+                "files": files,
+            },
         )
         return counts
 
@@ -127,7 +148,7 @@ class Ingestor:
         counts: StreamCounts,
         *,
         source_name: str | None = None,
-    ) -> None:
+    ) -> list[str]:
         now_ms = self.clock.now_ms()
         dead = DeadLetterBatch()
         for reject in chunk.rejects:
@@ -141,7 +162,7 @@ class Ingestor:
                 dead.add(reason, field_name, raw, row)
         valid = self._dedup(valid, stream, counts)
         valid = self._enricher(stream).enrich_many(valid)
-        self.lake.write(stream, valid, tag)
+        files = self.lake.write(stream, valid, tag)
         self.dead.write(
             stream,
             dead,
@@ -152,6 +173,7 @@ class Ingestor:
         counts.accepted += valid.num_rows
         counts.rejected += len(dead)
         counts.filtered += rejected.filtered
+        return files
 
     def _dedup(self, valid: pa.Table, stream: str, counts: StreamCounts) -> pa.Table:
         id_field = self.pipeline.streams[stream].event_id

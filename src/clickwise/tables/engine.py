@@ -1,0 +1,409 @@
+"""The lookup tables of a pipeline: applied from the lake, durable, readable as of any moment.
+
+>>> from clickwise.testing import small_pipeline
+>>> import tempfile, clickwise.storage as storage
+>>> tables = Tables.open(small_pipeline(), storage.open_root(tempfile.mkdtemp()))
+>>> tables.get_one("user", "nobody", as_of_ms=1_700_000_000_000)
+{'views_1h': 0, 'clicks_1h': 0}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+import polars as pl
+import pyarrow as pa
+
+from clickwise.errors import ClickwiseError
+from clickwise.events.deadletters import DeadLetterBatch, DeadLetters
+from clickwise.events.lake import Lake
+from clickwise.spec import Pipeline
+from clickwise.storage import Root
+from clickwise.tables.evaluate import evaluate_feed, finish_ratios
+from clickwise.tables.feeds import Feed, RatioPlan, table_feeds, table_ratios
+from clickwise.tables.joins import resolve
+from clickwise.tables.runs import KEY_SEPARATOR, Run, build_run, drop_before, hash_keys, key_text, merge_runs
+from clickwise.tables.state import (
+    Checkpoint,
+    load_checkpoint,
+    remove_unreferenced,
+    save_checkpoint,
+)
+from clickwise.time import Clock, SystemClock, format_duration_ms
+
+MAX_RUNS = 6
+"""Runs per feed before compaction merges them (size-tiered: small runs merge first)."""
+
+
+class TableReadError(ClickwiseError):
+    """A table, key or time that cannot be read."""
+
+
+@dataclass
+class UpdateReport:
+    """What one :meth:`Tables.catch_up` applied."""
+
+    files: int = 0
+    events: dict[str, int] = field(default_factory=dict)
+    late: int = 0
+    expired: int = 0
+    pending: int = 0
+    watermark_ms: int | None = None
+
+
+Progress = Callable[[int, int], None]
+
+
+class Tables:
+    """Every lookup table of one pipeline at one root."""
+
+    def __init__(self, pipeline: Pipeline, root: Root, checkpoint: Checkpoint, clock: Clock) -> None:
+        self.pipeline = pipeline
+        self.root = root
+        self.clock = clock
+        self._checkpoint = checkpoint
+        self._feeds: dict[str, list[Feed]] = {name: table_feeds(pipeline, name) for name in pipeline.tables}
+        self._ratios: dict[str, list[RatioPlan]] = {
+            name: table_ratios(table) for name, table in pipeline.tables.items()
+        }
+        self._runs: dict[str, list[Run]] = {}
+        self._loaded: dict[str, list[Run]] = {}  # runs as named by the checkpoint, in its order
+        self._pending: dict[str, pl.DataFrame] = {}
+
+    # --- opening and persistence --------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, pipeline: Pipeline, root: Root, *, clock: Clock | None = None, rebuild: bool = False
+    ) -> Tables:
+        """Load the state at ``root`` (empty when there is none).
+
+        ``rebuild`` discards the state; the next :meth:`catch_up` replays the whole lake.
+        """
+        checkpoint = load_checkpoint(root, pipeline, rebuild=rebuild)
+        if rebuild:
+            save_checkpoint(root, checkpoint)
+        remove_unreferenced(root, checkpoint)
+        tables = cls(pipeline, root, checkpoint, clock or SystemClock())
+        for feed_name, paths in checkpoint.runs.items():
+            tables._runs[feed_name] = [Run.from_bytes(root.read_bytes(path)) for path in paths]
+            tables._loaded[feed_name] = list(tables._runs[feed_name])
+        for stream, path in checkpoint.pending.items():
+            tables._pending[stream] = pl.from_arrow(root.read_parquet([path]))  # type: ignore[assignment]
+        return tables
+
+    @property
+    def watermark_ms(self) -> int | None:
+        """Highest event time applied minus the pipeline's allowed lateness."""
+        high = self._checkpoint.counters.get("max_event_ms")
+        return None if high is None else high - self.pipeline.allowed_lateness
+
+    def counters(self) -> dict[str, int]:
+        """Late, expired and pending counts and the highest event time, as of the last update."""
+        return dict(self._checkpoint.counters)
+
+    # --- updating -----------------------------------------------------------------------------
+
+    def catch_up(self, progress: Progress | None = None) -> UpdateReport:
+        """Apply every lake event not applied yet, hour by hour, checkpointing after each hour."""
+        lake = Lake(self.root, self.pipeline)
+        applied = set(self._checkpoint.applied)
+        todo: dict[int, dict[str, list[str]]] = {}
+        for stream in self._streams_in_order():
+            for entry in lake.inputs(stream):
+                for path in entry.get("files", []):  # type: ignore[union-attr]
+                    if path not in applied:
+                        hour = _hour_of(path)
+                        todo.setdefault(hour, {}).setdefault(stream, []).append(path)
+        report = UpdateReport()
+        hours = sorted(todo)
+        for done, hour in enumerate(hours, start=1):
+            self._apply_hour(todo[hour], report)
+            if progress is not None:
+                progress(done, len(hours))
+        report.watermark_ms = self.watermark_ms
+        report.pending = sum(frame.height for frame in self._pending.values())
+        return report
+
+    def _streams_in_order(self) -> list[str]:
+        """Streams without joins first, so that a joined event finds what arrived with it."""
+        streams = list(self.pipeline.streams)
+        return sorted(streams, key=lambda s: bool(self.pipeline.streams[s].joins))
+
+    def _apply_hour(self, files: dict[str, list[str]], report: UpdateReport) -> None:
+        counters = self._checkpoint.counters
+        new_runs: dict[str, list[Run]] = {}
+        batches: dict[str, pl.DataFrame] = {}
+        for stream in self._streams_in_order():
+            paths = files.get(stream)
+            if paths:
+                events = pl.from_arrow(self.root.read_parquet(paths))
+                assert isinstance(events, pl.DataFrame)
+                batches[stream] = events
+                report.files += len(paths)
+                report.events[stream] = report.events.get(stream, 0) + events.height
+        late = self._count_late(list(batches.values()))
+        for stream, events in batches.items():
+            self._apply_stream(stream, self._with_joins(stream, events), report, new_runs)
+        self._retry_pending(report, new_runs)
+        report.late += late
+        counters["late_events"] = counters.get("late_events", 0) + late
+        self._checkpoint.applied.extend(p for paths in files.values() for p in paths)
+        self._persist(new_runs)
+
+    def _count_late(self, batches: list[pl.DataFrame]) -> int:
+        """Events whose time was already behind the watermark when they arrived (in arrival order);
+        advances the highest event time seen."""
+        if not batches:
+            return 0
+        times = pl.concat([b.select("_event_ms", "_arrival_ms") for b in batches]).sort("_arrival_ms")
+        event_ms = times.get_column("_event_ms").to_numpy()
+        previous = self._checkpoint.counters.get("max_event_ms", np.iinfo(np.int64).min)
+        seen_before = np.maximum.accumulate(np.r_[previous, event_ms[:-1]])
+        late = int(np.count_nonzero(event_ms < seen_before - self.pipeline.allowed_lateness))
+        self._checkpoint.counters["max_event_ms"] = int(max(previous, event_ms.max()))
+        return late
+
+    def _with_joins(self, stream: str, events: pl.DataFrame) -> pl.DataFrame:
+        for join in self.pipeline.streams[stream].joins:
+            feed = next(
+                f for f in self._feeds[join.table] if set(join.take.values()) <= {a.name for a in f.aggs}
+            )
+            events = resolve(events, join, feed, self._runs.get(feed.name, []))
+        return events
+
+    def _apply_stream(
+        self, stream: str, events: pl.DataFrame, report: UpdateReport, new_runs: dict[str, list[Run]]
+    ) -> None:
+        for table_name, feeds in self._feeds.items():
+            for feed in feeds:
+                if feed.stream != stream:
+                    continue
+                batch = events
+                if feed.waits_for_join:
+                    ready = pl.all_horizontal(
+                        [pl.col(f).is_not_null() for f in feed.join_fields & set(feed.input_fields())]
+                    )
+                    self._hold(stream, batch.filter(~ready))
+                    batch = batch.filter(ready)
+                batch = self._within_retention(table_name, stream, batch, report)
+                self._add_run(feed, batch, new_runs)
+
+    def _within_retention(
+        self, table_name: str, stream: str, events: pl.DataFrame, report: UpdateReport
+    ) -> pl.DataFrame:
+        watermark = self.watermark_ms
+        if watermark is None:
+            return events
+        retention = self.pipeline.tables[table_name].retention
+        expired = events.get_column("_event_ms") < watermark - retention
+        count = int(expired.sum())
+        if not count:
+            return events
+        report.expired += count
+        counters = self._checkpoint.counters
+        counters["expired_events"] = counters.get("expired_events", 0) + count
+        old = events.filter(expired)
+        batch = DeadLetterBatch()
+        reason = f"older than the {format_duration_ms(retention)} retention of table {table_name!r}"
+        for row in old.select(pl.all().exclude("_arrival_ms")).iter_rows(named=True):
+            batch.add(reason, "_event_ms", orjson.dumps(row, default=str).decode(), -1)
+        tag = f"expired-{self._checkpoint.sequence + 1:08d}-{table_name}-{count}"
+        DeadLetters(self.root).write(stream, batch, source="tables", tag=tag, arrival_ms=self.clock.now_ms())
+        return events.filter(~expired)
+
+    def _add_run(self, feed: Feed, events: pl.DataFrame, new_runs: dict[str, list[Run]]) -> None:
+        run = build_run(feed, events)
+        if run is None:
+            return
+        self._runs.setdefault(feed.name, []).append(run)
+        new_runs.setdefault(feed.name, []).append(run)
+
+    def _hold(self, stream: str, events: pl.DataFrame) -> None:
+        if events.height == 0:
+            return
+        held = self._pending.get(stream)
+        self._pending[stream] = events if held is None else pl.concat([held, events], how="diagonal_relaxed")
+
+    def _retry_pending(self, report: UpdateReport, new_runs: dict[str, list[Run]]) -> None:
+        """Joined events whose join found nothing get another try after each update."""
+        for stream, held in list(self._pending.items()):
+            joins = self.pipeline.streams[stream].joins
+            outputs = [name for join in joins for name in join.take]
+            retried = self._with_joins(stream, held.drop([c for c in outputs if c in held.columns]))
+            self._pending.pop(stream)
+            for table_name, feeds in self._feeds.items():
+                for feed in feeds:
+                    if feed.stream != stream or not feed.waits_for_join:
+                        continue
+                    fields = feed.join_fields & set(feed.input_fields())
+                    ready = retried.filter(pl.all_horizontal([pl.col(f).is_not_null() for f in fields]))
+                    self._add_run(feed, self._within_retention(table_name, stream, ready, report), new_runs)
+                    self._hold(
+                        stream, retried.filter(~pl.all_horizontal([pl.col(f).is_not_null() for f in fields]))
+                    )
+            self._expire_pending(stream)
+
+    def _expire_pending(self, stream: str) -> None:
+        held = self._pending.get(stream)
+        watermark = self.watermark_ms
+        if held is None or watermark is None:
+            return
+        longest = max(self.pipeline.tables[j.table].retention for j in self.pipeline.streams[stream].joins)
+        kept = held.filter(pl.col("_event_ms") >= watermark - longest)
+        if kept.height:
+            self._pending[stream] = kept.unique(maintain_order=True)
+        else:
+            self._pending.pop(stream)
+
+    def _persist(self, new_runs: dict[str, list[Run]]) -> None:
+        checkpoint = self._checkpoint
+        checkpoint.sequence += 1
+        sequence = checkpoint.sequence
+        for feed_name in new_runs:
+            self._compact(feed_name)
+        for feed_name, runs in self._runs.items():
+            paths = checkpoint.runs.setdefault(feed_name, [])
+            known = dict(zip((id(r) for r in self._loaded.get(feed_name, [])), paths, strict=False))
+            fresh_paths = []
+            for number, run in enumerate(runs):
+                path = known.get(id(run))
+                if path is None:
+                    path = f"tables/runs/{feed_name}/{sequence:08d}-{number:03d}.arrow"
+                    self.root.write_bytes(path, run.to_bytes())
+                fresh_paths.append(path)
+            checkpoint.runs[feed_name] = fresh_paths
+            self._loaded[feed_name] = list(runs)
+        checkpoint.pending = {}
+        for stream, held in self._pending.items():
+            path = f"tables/pending/{stream}-{sequence:08d}.parquet"
+            self.root.write_parquet(path, held.to_arrow())
+            checkpoint.pending[stream] = path
+        save_checkpoint(self.root, checkpoint)
+        remove_unreferenced(self.root, checkpoint)
+
+    def _compact(self, feed_name: str) -> None:
+        runs = self._runs[feed_name]
+        if len(runs) <= MAX_RUNS:
+            return
+        runs = sorted(runs, key=len, reverse=True)
+        # size-tiered: merge the smallest runs until the result is no smaller than the next one
+        keep, merge = runs[: MAX_RUNS // 2], runs[MAX_RUNS // 2 :]
+        merged = merge_runs(merge)
+        watermark = self.watermark_ms
+        if watermark is not None:
+            table = feed_name.split(".", 1)[0]
+            merged = drop_before(merged, watermark - self.pipeline.tables[table].retention)
+        self._runs[feed_name] = [*keep, merged]
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        """ "Now" for reads: the clock, but never before the newest event applied (so "now" sees
+        every ingested event)."""
+        high = self._checkpoint.counters.get("max_event_ms")
+        now = self.clock.now_ms()
+        return now if high is None else max(now, high + 1)
+
+    def get_one(self, table: str, key: Any, as_of_ms: int | None = None) -> dict[str, Any]:
+        """The aggregations of one key as of ``as_of_ms`` (default: now); events at exactly
+        ``as_of_ms`` are not included."""
+        feeds = self._table_feeds(table)
+        moment = self.now_ms() if as_of_ms is None else int(as_of_ms)
+        key_hash = self._key_hash(table, key)
+        values: dict[str, Any] = {}
+        for feed in feeds:
+            values.update(evaluate_feed(feed, self._runs.get(feed.name, ()), key_hash, moment))
+        finish_ratios(self._ratios[table], values)
+        return {name: values[name] for name in self.pipeline.tables[table].aggregations}
+
+    def get_many(self, table: str, keys: Sequence[Any], as_of_ms: int | None = None) -> list[dict[str, Any]]:
+        """:meth:`get_one` for several keys at one moment."""
+        moment = self.now_ms() if as_of_ms is None else int(as_of_ms)
+        return [self.get_one(table, key, moment) for key in keys]
+
+    def keys(self, table: str) -> list[tuple[Any, ...] | str]:
+        """Every key with at least one event in the table's state (key texts split into fields)."""
+        texts: set[str] = set()
+        for feed in self._table_feeds(table):
+            for run in self._runs.get(feed.name, ()):
+                texts.update(pl.Series(values=run.keys).unique().to_list())
+        return sorted(texts)  # type: ignore[return-value]
+
+    def snapshot(self, table: str, as_of_ms: int | None = None) -> pa.Table:
+        """Every key's aggregations as of ``as_of_ms`` (keys with an event before it)."""
+        moment = self.now_ms() if as_of_ms is None else int(as_of_ms)
+        key_fields = self.pipeline.tables[table].key
+        texts = self._keys_before(table, moment)
+        rows = [self.get_one(table, _split(text, len(key_fields)), moment) for text in texts]
+        columns: dict[str, Any] = {}
+        for position, name in enumerate(key_fields):
+            columns[name] = [text.split(KEY_SEPARATOR)[position] for text in texts]
+        for name in self.pipeline.tables[table].aggregations:
+            columns[name] = [row[name] for row in rows]
+        return pa.table(columns) if texts or key_fields else pa.table({k: [] for k in columns})
+
+    def _keys_before(self, table: str, moment: int) -> list[str]:
+        texts: set[str] = set()
+        for feed in self._table_feeds(table):
+            for run in self._runs.get(feed.name, ()):
+                early = np.flatnonzero(run.event_ms < moment)
+                if len(early):
+                    texts.update(pl.Series(values=run.keys.take(pa.array(early))).unique().to_list())
+        return sorted(texts)
+
+    def history(self, table: str, key: Any, from_ms: int, to_ms: int, every_ms: int) -> pa.Table:
+        """The aggregations of one key at ``from_ms, from_ms + every_ms, ...`` up to ``to_ms`` inclusive."""
+        if every_ms <= 0:
+            raise TableReadError(f"every must be positive, got {every_ms!r} ms")
+        if to_ms < from_ms:
+            raise TableReadError(f"the series ends ({to_ms}) before it starts ({from_ms})")
+        if (to_ms - from_ms) // every_ms > 100_000:
+            raise TableReadError("a history of more than 100,000 points; use a larger step")
+        moments = list(range(from_ms, to_ms + 1, every_ms))
+        rows = [self.get_one(table, key, moment) for moment in moments]
+        columns: dict[str, Any] = {"as_of_ms": moments}
+        for name in self.pipeline.tables[table].aggregations:
+            columns[name] = [row[name] for row in rows]
+        return pa.table(columns)
+
+    def _table_feeds(self, table: str) -> list[Feed]:
+        feeds = self._feeds.get(table)
+        if feeds is None:
+            raise TableReadError(f"unknown table {table!r}; the pipeline has {sorted(self._feeds)}")
+        return feeds
+
+    def _key_hash(self, table: str, key: Any) -> int:
+        fields = self.pipeline.tables[table].key
+        if not fields:
+            parts: tuple[Any, ...] = ()
+        elif isinstance(key, dict):
+            missing = [f for f in fields if f not in key]
+            if missing:
+                raise TableReadError(f"table {table!r} is keyed by {fields}; the key lacks {missing}")
+            parts = tuple(key[f] for f in fields)
+        elif isinstance(key, (tuple, list)):
+            parts = tuple(key)
+        else:
+            parts = (key,)
+        if len(parts) != len(fields):
+            raise TableReadError(f"table {table!r} is keyed by {fields}; got {key!r}")
+        return int(hash_keys(pl.Series([key_text(parts)], dtype=pl.String))[0])
+
+
+def _split(text: str, fields: int) -> tuple[str, ...] | str | None:
+    if fields == 0:
+        return None
+    parts = tuple(text.split(KEY_SEPARATOR))
+    return parts[0] if fields == 1 else parts
+
+
+def _hour_of(path: str) -> int:
+    from clickwise.events.lake import partition_hour_ms
+
+    hour = partition_hour_ms(path)
+    return hour if hour is not None else 0

@@ -1,0 +1,150 @@
+"""Evaluate aggregations of one key at one time over the runs of a feed.
+
+Each run gives a mergeable partial (a count, a fixed-point sum, a candidate first/last, a set of
+value hashes...); partials of all runs merge into the answer. The window at ``T`` covers events with
+``floor(T - w, hop) <= event_ms < T`` (DESIGN.md section 3); lifetime covers ``event_ms < T``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from clickwise.tables.feeds import FIXED_POINT_SCALE, AggPlan, Feed, RatioPlan
+from clickwise.tables.runs import Run
+from clickwise.tables.sketch import estimate_distinct
+
+Partial = Any
+
+
+def evaluate_feed(feed: Feed, runs: Sequence[Run], key_hash: int, as_of_ms: int) -> dict[str, Any]:
+    """Every aggregation of ``feed`` for one key as of ``as_of_ms``."""
+    partials: dict[str, list[Partial]] = {agg.name: [] for agg in feed.aggs}
+    bounds = _bounds(feed, as_of_ms)
+    for run in runs:
+        lo, hi = run.key_slice(key_hash)
+        if lo == hi:
+            continue
+        positions = lo + np.searchsorted(run.event_ms[lo:hi], bounds, "left")
+        where = dict(zip(bounds.tolist(), positions.tolist(), strict=True))
+        end = where[as_of_ms]
+        for agg in feed.aggs:
+            lower = agg.lower_bound_ms(as_of_ms)
+            start = lo if lower is None else where[lower]
+            if start < end:
+                partials[agg.name].append(_partial(agg, run, start, end))
+    return {agg.name: _finish(agg, partials[agg.name], as_of_ms) for agg in feed.aggs}
+
+
+def _bounds(feed: Feed, as_of_ms: int) -> np.ndarray:
+    lowers = {agg.lower_bound_ms(as_of_ms) for agg in feed.aggs}
+    return np.array(sorted({as_of_ms, *(x for x in lowers if x is not None)}), dtype=np.int64)
+
+
+def _partial(agg: AggPlan, run: Run, start: int, end: int) -> Partial:
+    op = agg.op
+    valid_name = agg.valid_column
+    has_mask = valid_name in run.values
+    if op == "count":
+        return _count(run, valid_name, start, end) if has_mask else end - start
+    if op == "time_since_last":
+        if not has_mask:
+            return int(run.event_ms[end - 1])
+        hits = np.flatnonzero(run.values[valid_name][start:end])
+        return int(run.event_ms[start + hits[-1]]) if len(hits) else None
+    if op in ("sum", "mean"):
+        fixed = _masked_prefix(run, agg)
+        return int(fixed[end] - fixed[start]), _count(run, valid_name, start, end)
+    mask = run.values[valid_name][start:end]
+    values = run.values[agg.column][start:end]
+    if op == "distinct_count":
+        return values[mask]
+    if not mask.any():
+        return None
+    if op in ("min", "max"):
+        chosen = values[mask]
+        return chosen.min() if op == "min" else chosen.max()
+    return _first_or_last(run, agg, start, end, mask)
+
+
+def _count(run: Run, mask_name: str, start: int, end: int) -> int:
+    prefix = run.prefix(mask_name)
+    return int(prefix[end] - prefix[start])
+
+
+def _masked_prefix(run: Run, agg: AggPlan) -> np.ndarray:
+    name = f"{agg.column}*"
+    cached = run._prefix.get(name)
+    if cached is None:
+        data = np.where(run.values[agg.valid_column], run.values[agg.column], 0)
+        cached = np.zeros(len(data) + 1, dtype=np.int64)
+        np.cumsum(data, out=cached[1:], dtype=np.int64)
+        run._prefix[name] = cached
+    return cached
+
+
+def _first_or_last(run: Run, agg: AggPlan, start: int, end: int, mask: np.ndarray) -> Partial:
+    """(event_ms, arrival_ms, value) of the first/last included event; exact ties pick min/max value."""
+    hits = np.flatnonzero(mask) + start
+    index = int(hits[0] if agg.op == "first" else hits[-1])
+    event_ms = int(run.event_ms[index])
+    tied = hits[run.event_ms[hits] == event_ms]
+    arrival_ms = 0
+    if run.arrival_ms is not None:
+        arrival_ms = int(run.arrival_ms[index])
+        tied = tied[run.arrival_ms[tied] == arrival_ms]
+    candidates = [run.values[agg.column][i] for i in tied.tolist()]
+    value = min(candidates) if agg.op == "first" else max(candidates)
+    return event_ms, arrival_ms, value
+
+
+def _finish(agg: AggPlan, partials: list[Partial], as_of_ms: int) -> Any:
+    op = agg.op
+    if op == "count":
+        return int(sum(partials))
+    if op in ("sum", "mean"):
+        total = sum(p[0] for p in partials)
+        count = sum(p[1] for p in partials)
+        is_float = agg.field_type == "float"
+        if op == "sum":
+            return total / FIXED_POINT_SCALE if is_float else int(total)
+        if count == 0:
+            return None
+        return (total / FIXED_POINT_SCALE if is_float else total) / count
+    if op == "distinct_count":
+        if not partials:
+            return 0
+        return estimate_distinct(np.concatenate(partials), agg.exact_up_to)
+    present = [p for p in partials if p is not None]
+    if not present:
+        return None
+    if op == "time_since_last":
+        return as_of_ms - max(present)
+    if op == "min":
+        return _py(min(present))
+    if op == "max":
+        return _py(max(present))
+    if op == "first":
+        return _py(min(present, key=lambda p: (p[0], p[1], p[2]))[2])
+    return _py(max(present, key=lambda p: (p[0], p[1], p[2]))[2])
+
+
+def finish_ratios(ratios: Sequence[RatioPlan], values: dict[str, Any]) -> None:
+    """Add ratio values computed from the numerator/denominator values already in ``values``."""
+    for ratio in ratios:
+        numerator = values[ratio.numerator]
+        denominator = values[ratio.denominator]
+        if numerator is None or denominator is None:
+            values[ratio.name] = None
+            continue
+        if ratio.prior_value is not None and ratio.prior_weight is not None:
+            numerator = numerator + ratio.prior_value * ratio.prior_weight
+            denominator = denominator + ratio.prior_weight
+        values[ratio.name] = None if not denominator else numerator / denominator
+
+
+def _py(value: Any) -> Any:
+    """A plain Python value (numpy scalars become int/float/bool)."""
+    return value.item() if isinstance(value, np.generic) else value

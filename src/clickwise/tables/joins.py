@@ -1,0 +1,102 @@
+"""Stream joins: fill an event's fields from a lookup table as of the event's own time (inclusive).
+
+A click has no IP, so it takes its impression's country from a table keyed by ``impression_id``.
+The join sees the table's events with ``event_ms <= t`` (a click logged in the same millisecond as
+its impression still finds it), never later ones. ``last`` aggregations (the common case) resolve
+for a whole batch with one as-of join; other aggregations are evaluated event by event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+
+from clickwise.spec import JoinDef
+from clickwise.tables.evaluate import evaluate_feed
+from clickwise.tables.feeds import AggPlan, Feed
+from clickwise.tables.runs import KEY_SEPARATOR, Run, hash_keys
+
+
+def join_key_hashes(events: pl.DataFrame, join: JoinDef, table_key: Sequence[str]) -> pl.Series:
+    """Key hashes of the join table for each event (null where a key field is null)."""
+    parts = [pl.col(join.key[name]).cast(pl.String) for name in table_key]
+    text = events.select(pl.concat_str(parts, separator=KEY_SEPARATOR).alias("k")).to_series()
+    hashes = pl.Series("h", hash_keys(text.fill_null("")), dtype=pl.UInt64)
+    return hashes.zip_with(text.is_not_null(), pl.Series([None], dtype=pl.UInt64))
+
+
+def resolve(events: pl.DataFrame, join: JoinDef, feed: Feed, runs: Sequence[Run]) -> pl.DataFrame:
+    """``events`` with the join's output columns added (null where nothing matches)."""
+    hashes = join_key_hashes(events, join, feed.key_fields)
+    by_name = {agg.name: agg for agg in feed.aggs}
+    for output, aggregation in join.take.items():
+        agg = by_name[aggregation]
+        if agg.op == "last" and agg.window_ms is None and agg.filter is None:
+            column = _last_as_of(events, hashes, agg, runs)
+        else:
+            column = _one_by_one(events, hashes, agg, feed, runs)
+        events = events.with_columns(column.alias(output))
+    return events
+
+
+def _last_as_of(events: pl.DataFrame, hashes: pl.Series, agg: AggPlan, runs: Sequence[Run]) -> pl.Series:
+    wanted = np.unique(hashes.drop_nulls().to_numpy())
+    parts = []
+    for run in runs:
+        lo = np.searchsorted(run.key_hash, wanted, "left")
+        hi = np.searchsorted(run.key_hash, wanted, "right")
+        hit = hi > lo
+        if not hit.any():
+            continue
+        index = np.concatenate([np.arange(a, b) for a, b in zip(lo[hit], hi[hit], strict=True)])
+        index = index[run.values[agg.valid_column][index]]
+        parts.append(
+            pl.DataFrame(
+                {
+                    "h": run.key_hash[index],
+                    "t": run.event_ms[index],
+                    "a": run.arrival_ms[index]
+                    if run.arrival_ms is not None
+                    else np.zeros(len(index), np.int64),
+                    "v": pl.Series(run.values[agg.column][index].tolist()),
+                }
+            )
+        )
+    probe = pl.DataFrame({"h": hashes, "t": events.get_column("_event_ms"), "i": np.arange(events.height)})
+    if not parts:
+        return pl.Series([None] * events.height, dtype=_dtype(agg))
+    candidates = pl.concat(parts).sort(["t", "a", "v"])
+    found = (
+        probe.sort("t")
+        .join_asof(candidates, on="t", by="h", strategy="backward", check_sortedness=False)
+        .sort("i")
+    )
+    return found.get_column("v")
+
+
+def _one_by_one(
+    events: pl.DataFrame, hashes: pl.Series, agg: AggPlan, feed: Feed, runs: Sequence[Run]
+) -> pl.Series:
+    single = Feed(feed.table, feed.stream, feed.key_fields, (agg,), feed.needs_order, feed.join_fields)
+    values = []
+    for key_hash, event_ms in zip(hashes.to_list(), events.get_column("_event_ms").to_list(), strict=True):
+        values.append(
+            None if key_hash is None else evaluate_feed(single, runs, key_hash, event_ms + 1)[agg.name]
+        )
+    return pl.Series(values, dtype=_dtype(agg))
+
+
+def _dtype(agg: AggPlan) -> pl.DataType:
+    types: dict[str | None, pl.DataType] = {
+        "string": pl.String(),
+        "int": pl.Int64(),
+        "float": pl.Float64(),
+        "bool": pl.Boolean(),
+    }
+    if agg.op in ("count", "distinct_count", "time_since_last"):
+        return pl.Int64()
+    if agg.op in ("mean",):
+        return pl.Float64()
+    return types.get(agg.field_type, pl.Float64())
