@@ -121,6 +121,15 @@ class Lake:
         paths = self.root.list_files(f"lake/_manifest/{stream}", suffix=".json")
         return [orjson.loads(self.root.read_bytes(p)) for p in paths]
 
+    def completed_files(self, stream: str) -> list[str]:
+        """Lake files of every input whose ingest finished (its manifest entry lists them)."""
+        files: list[str] = []
+        for entry in self.inputs(stream):
+            listed = entry.get("files", [])
+            if isinstance(listed, list):
+                files.extend(str(path) for path in listed)
+        return files
+
     # --- reading ---------------------------------------------------------------------------
 
     def files(self, stream: str, start_ms: int | None = None, end_ms: int | None = None) -> list[LakeFile]:

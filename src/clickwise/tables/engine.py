@@ -114,11 +114,9 @@ class Tables:
         applied = set(self._checkpoint.applied)
         todo: dict[int, dict[str, list[str]]] = {}
         for stream in self._streams_in_order():
-            for entry in lake.inputs(stream):
-                for path in entry.get("files", []):  # type: ignore[union-attr]
-                    if path not in applied:
-                        hour = _hour_of(path)
-                        todo.setdefault(hour, {}).setdefault(stream, []).append(path)
+            for path in lake.completed_files(stream):
+                if path not in applied:
+                    todo.setdefault(_hour_of(path), {}).setdefault(stream, []).append(path)
         report = UpdateReport()
         hours = sorted(todo)
         for done, hour in enumerate(hours, start=1):
@@ -332,7 +330,7 @@ class Tables:
         for feed in self._table_feeds(table):
             for run in self._runs.get(feed.name, ()):
                 texts.update(pl.Series(values=run.keys).unique().to_list())
-        return sorted(texts)  # type: ignore[return-value]
+        return sorted(texts)
 
     def snapshot(self, table: str, as_of_ms: int | None = None) -> pa.Table:
         """Every key's aggregations as of ``as_of_ms`` (keys with an event before it)."""

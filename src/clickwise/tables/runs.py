@@ -205,7 +205,7 @@ def merge_runs(runs: list[Run]) -> Run:
         np.concatenate([r.key_hash for r in runs]),
         pa.concat_arrays([r.keys for r in runs]),
         np.concatenate([r.event_ms for r in runs]),
-        None if runs[0].arrival_ms is None else np.concatenate([r.arrival_ms for r in runs]),  # type: ignore[misc]
+        None if runs[0].arrival_ms is None else np.concatenate([r.arrival_ms for r in runs]),
         {name: np.concatenate([r.values[name] for r in runs]) for name in names},
     )
     return _sorted(merged)
