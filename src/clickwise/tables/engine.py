@@ -25,8 +25,9 @@ from clickwise.spec import Pipeline
 from clickwise.storage import Root
 from clickwise.tables.evaluate import evaluate_feed, finish_ratios
 from clickwise.tables.feeds import Feed, RatioPlan, table_feeds, table_ratios
+from clickwise.tables.hashing import hash_text
 from clickwise.tables.joins import resolve
-from clickwise.tables.runs import KEY_SEPARATOR, Run, build_run, drop_before, hash_keys, key_text, merge_runs
+from clickwise.tables.runs import KEY_SEPARATOR, Run, build_run, drop_before, key_text, merge_runs
 from clickwise.tables.state import (
     Checkpoint,
     load_checkpoint,
@@ -123,6 +124,8 @@ class Tables:
             self._apply_hour(todo[hour], report)
             if progress is not None:
                 progress(done, len(hours))
+        if len(hours) > 1:
+            self.compact()
         report.watermark_ms = self.watermark_ms
         report.pending = sum(frame.height for frame in self._pending.values())
         return report
@@ -284,6 +287,26 @@ class Tables:
         save_checkpoint(self.root, checkpoint)
         remove_unreferenced(self.root, checkpoint)
 
+    def compact(self) -> None:
+        """Merge every feed's runs into one (and drop events past retention), then checkpoint.
+
+        Reads visit one run per feed afterwards; answers do not change.
+        """
+        changed = False
+        for feed_name, runs in self._runs.items():
+            if len(runs) > 1:
+                self._runs[feed_name] = [self._retained(feed_name, merge_runs(runs))]
+                changed = True
+        if changed:
+            self._persist({})
+
+    def _retained(self, feed_name: str, run: Run) -> Run:
+        watermark = self.watermark_ms
+        if watermark is None:
+            return run
+        table = feed_name.split(".", 1)[0]
+        return drop_before(run, watermark - self.pipeline.tables[table].retention)
+
     def _compact(self, feed_name: str) -> None:
         runs = self._runs[feed_name]
         if len(runs) <= MAX_RUNS:
@@ -291,12 +314,7 @@ class Tables:
         runs = sorted(runs, key=len, reverse=True)
         # size-tiered: merge the smallest runs until the result is no smaller than the next one
         keep, merge = runs[: MAX_RUNS // 2], runs[MAX_RUNS // 2 :]
-        merged = merge_runs(merge)
-        watermark = self.watermark_ms
-        if watermark is not None:
-            table = feed_name.split(".", 1)[0]
-            merged = drop_before(merged, watermark - self.pipeline.tables[table].retention)
-        self._runs[feed_name] = [*keep, merged]
+        self._runs[feed_name] = [*keep, self._retained(feed_name, merge_runs(merge))]
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -390,7 +408,7 @@ class Tables:
             parts = (key,)
         if len(parts) != len(fields):
             raise TableReadError(f"table {table!r} is keyed by {fields}; got {key!r}")
-        return int(hash_keys(pl.Series([key_text(parts)], dtype=pl.String))[0])
+        return hash_text(key_text(parts))
 
 
 def _split(text: str, fields: int) -> tuple[str, ...] | str | None:

@@ -21,26 +21,30 @@ Partial = Any
 
 def evaluate_feed(feed: Feed, runs: Sequence[Run], key_hash: int, as_of_ms: int) -> dict[str, Any]:
     """Every aggregation of ``feed`` for one key as of ``as_of_ms``."""
-    partials: dict[str, list[Partial]] = {agg.name: [] for agg in feed.aggs}
-    bounds = _bounds(feed, as_of_ms)
+    slices = []
     for run in runs:
         lo, hi = run.key_slice(key_hash)
-        if lo == hi:
+        if lo != hi:
+            slices.append((run, lo, hi))
+    if not slices:
+        return {agg.name: _finish(agg, [], as_of_ms) for agg in feed.aggs}
+    lowers = [agg.lower_bound_ms(as_of_ms) for agg in feed.aggs]
+    bounds = sorted({as_of_ms, *(x for x in lowers if x is not None)})
+    bound_array = np.array(bounds, dtype=np.int64)
+    partials: list[list[Partial]] = [[] for _ in feed.aggs]
+    for run, lo, hi in slices:
+        times = run.event_ms[lo:hi]
+        if times[0] >= as_of_ms:
             continue
-        positions = lo + np.searchsorted(run.event_ms[lo:hi], bounds, "left")
-        where = dict(zip(bounds.tolist(), positions.tolist(), strict=True))
+        positions = (times.searchsorted(bound_array) + lo).tolist()
+        where = dict(zip(bounds, positions, strict=True))
         end = where[as_of_ms]
-        for agg in feed.aggs:
-            lower = agg.lower_bound_ms(as_of_ms)
+        for index, agg in enumerate(feed.aggs):
+            lower = lowers[index]
             start = lo if lower is None else where[lower]
             if start < end:
-                partials[agg.name].append(_partial(agg, run, start, end))
-    return {agg.name: _finish(agg, partials[agg.name], as_of_ms) for agg in feed.aggs}
-
-
-def _bounds(feed: Feed, as_of_ms: int) -> np.ndarray:
-    lowers = {agg.lower_bound_ms(as_of_ms) for agg in feed.aggs}
-    return np.array(sorted({as_of_ms, *(x for x in lowers if x is not None)}), dtype=np.int64)
+                partials[index].append(_partial(agg, run, start, end))
+    return {agg.name: _finish(agg, partials[i], as_of_ms) for i, agg in enumerate(feed.aggs)}
 
 
 def _partial(agg: AggPlan, run: Run, start: int, end: int) -> Partial:

@@ -19,6 +19,7 @@ import pyarrow.ipc as ipc
 
 from clickwise.events.filters import filter_expr
 from clickwise.tables.feeds import FIXED_POINT_SCALE, AggPlan, Feed
+from clickwise.tables.hashing import hash_texts
 from clickwise.tables.sketch import hash_values
 
 KEY_SEPARATOR = "\x1f"
@@ -31,8 +32,15 @@ def key_text(values: tuple[object, ...]) -> str:
 
 
 def hash_keys(keys: pl.Series) -> np.ndarray:
-    """64-bit hashes of key texts, stable within a process (recomputed from the text on load)."""
-    return keys.hash(seed=0x7AB1E).to_numpy()
+    """Stable 64-bit hashes of key texts (hashing each distinct text once when keys repeat)."""
+    if len(keys) > 4096:
+        distinct = keys.unique()
+        if len(distinct) * 2 < len(keys):
+            hashes = pl.Series(hash_texts(distinct.to_arrow()), dtype=pl.UInt64)
+            lookup = pl.DataFrame({"k": distinct, "h": hashes})
+            joined = pl.DataFrame({"k": keys}).join(lookup, on="k", how="left", maintain_order="left")
+            return joined.get_column("h").to_numpy()
+    return hash_texts(keys.to_arrow())
 
 
 @dataclass
@@ -45,14 +53,29 @@ class Run:
     arrival_ms: np.ndarray | None
     values: dict[str, np.ndarray]  # per aggregation column name
     _prefix: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _distinct: np.ndarray | None = field(default=None, repr=False)  # distinct key hashes, sorted
+    _starts: list[int] = field(default_factory=list, repr=False)  # where each distinct key starts
 
     def __len__(self) -> int:
         return len(self.event_ms)
 
     def key_slice(self, key_hash: int) -> tuple[int, int]:
-        lo = int(np.searchsorted(self.key_hash, key_hash, "left"))
-        hi = int(np.searchsorted(self.key_hash, key_hash, "right"))
-        return lo, hi
+        """The rows of one key: one binary search over the run's distinct keys."""
+        if self._distinct is None:
+            self._index_keys()
+        assert self._distinct is not None
+        position = int(self._distinct.searchsorted(key_hash))
+        if position == len(self._distinct) or self._distinct[position] != key_hash:
+            return 0, 0
+        return self._starts[position], self._starts[position + 1]
+
+    def _index_keys(self) -> None:
+        hashes = self.key_hash
+        starts = (
+            np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]]) if len(hashes) else np.zeros(0, np.int64)
+        )
+        self._distinct = hashes[starts]
+        self._starts = [*starts.tolist(), len(hashes)]
 
     def prefix(self, column: str) -> np.ndarray:
         """Cumulative sums with a leading 0 (counts of a mask, or sums of fixed-point values)."""
@@ -65,7 +88,11 @@ class Run:
         return cached
 
     def to_bytes(self) -> bytes:
-        columns: dict[str, pa.Array] = {"key": self.keys, "event_ms": pa.array(self.event_ms)}
+        columns: dict[str, pa.Array] = {
+            "key": self.keys,
+            "key_hash": pa.array(self.key_hash),
+            "event_ms": pa.array(self.event_ms),
+        }
         if self.arrival_ms is not None:
             columns["arrival_ms"] = pa.array(self.arrival_ms)
         for name, data in self.values.items():
@@ -85,27 +112,17 @@ class Run:
         values = {
             name: _to_numpy(table.column(name))
             for name in table.column_names
-            if name not in ("key", "event_ms", "arrival_ms")
+            if name not in ("key", "key_hash", "event_ms", "arrival_ms")
         }
         arrival = _to_numpy(table.column("arrival_ms")) if "arrival_ms" in table.column_names else None
-        run = cls(
-            hash_keys(pl.Series(values=keys)), keys, _to_numpy(table.column("event_ms")), arrival, values
-        )
-        return run if _is_sorted(run) else _sorted(run)
+        key_hash = _to_numpy(table.column("key_hash"))
+        return cls(key_hash, keys, _to_numpy(table.column("event_ms")), arrival, values)
 
 
 def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         return np.array(column.to_pylist(), dtype=object)
     return column.to_numpy()
-
-
-def _is_sorted(run: Run) -> bool:
-    if len(run) < 2:
-        return True
-    h = run.key_hash
-    same = h[1:] == h[:-1]
-    return bool(np.all(h[1:] >= h[:-1]) and np.all(~same | (run.event_ms[1:] >= run.event_ms[:-1])))
 
 
 def _order(key_hash: np.ndarray, event_ms: np.ndarray, arrival_ms: np.ndarray | None) -> np.ndarray:
