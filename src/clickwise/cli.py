@@ -186,9 +186,11 @@ def ingest(
     stream: Annotated[
         str | None, typer.Option(help="The stream; default: from each file or folder name.")
     ] = None,
+    tables: Annotated[bool, typer.Option(help="Also apply the new events to the lookup tables.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Validate, de-duplicate, enrich and store events in the lake; bad records go to dead letters."""
+    """Validate, de-duplicate, enrich and store events in the lake (bad records go to dead letters),
+    then apply them to the lookup tables."""
 
     def body() -> None:
         from clickwise.events import ingest as run_ingest
@@ -196,8 +198,12 @@ def ingest(
         p, r = _open(pipeline, root)
         with _progress("ingesting", unit_bytes=True, enabled=not as_json) as update:
             report = run_ingest(p, r, inputs, stream=stream, progress=update)
+        update_report = _catch_up(p, r, enabled=tables and bool(p.tables), show=not as_json)
         if as_json:
-            _print_json(report.as_dict())
+            result: dict[str, Any] = dict(report.as_dict())
+            if update_report is not None:
+                result["tables"] = update_report
+            _print_json(result)
             return
         table = Table(
             "stream", "accepted", "rejected", "duplicates", "filtered", "inputs", "already ingested"
@@ -207,6 +213,239 @@ def ingest(
             table.add_row(name, *(f"{n:,}" for n in numbers))
         out.print(table)
         out.print(f"lake: {r.url}/lake")
+        if update_report is not None:
+            out.print(_describe_update(update_report), highlight=False, soft_wrap=True)
+
+    _run(body)
+
+
+def _catch_up(pipeline: Any, root: Any, *, enabled: bool, show: bool) -> dict[str, Any] | None:
+    if not enabled:
+        return None
+    from dataclasses import asdict
+
+    from clickwise.tables import Tables
+
+    with _progress("updating tables (hours)", enabled=show) as update:
+        report = Tables.open(pipeline, root).catch_up(progress=update)
+    return asdict(report)
+
+
+def _describe_update(report: dict[str, Any]) -> str:
+    from clickwise.time import format_ms
+
+    applied = sum(report["events"].values())
+    watermark = report["watermark_ms"]
+    mark = format_ms(watermark) if watermark is not None else "-"
+    return (
+        f"tables: applied {applied:,} events from {report['files']:,} lake files; late {report['late']:,}, "
+        f"past retention {report['expired']:,}, waiting for a join {report['pending']:,}; watermark {mark}"
+    )
+
+
+def _parse_key(pipeline: Any, table: str, text: str | None) -> Any:
+    """A key from the command line: the value, values joined by ',' or a JSON list; '-' for none."""
+    if table not in pipeline.tables:
+        raise ClickwiseError(f"unknown table {table!r}; the pipeline has {sorted(pipeline.tables)}")
+    fields = pipeline.tables[table].key
+    if not fields:
+        return None
+    if text is None or text == "-":
+        raise ClickwiseError(f"table {table!r} is keyed by {fields}; give a KEY")
+    if len(fields) == 1:
+        return text
+    parts = orjson.loads(text) if text.startswith("[") else text.split(",")
+    if len(parts) != len(fields):
+        raise ClickwiseError(f"table {table!r} is keyed by {fields}; got {len(parts)} values in {text!r}")
+    return tuple(str(p) for p in parts)
+
+
+def _as_of(text: str | None) -> int | None:
+    from clickwise.time import parse_instant_ms
+
+    return None if text is None else parse_instant_ms(text)
+
+
+AsOfOpt = Annotated[
+    str | None,
+    typer.Option("--as-of", help="ISO-8601 time with zone, or epoch ms. Default: now (after every event)."),
+]
+
+
+@app.command()
+def lookup(
+    table: Annotated[str, typer.Argument(help="The table.")],
+    pipeline: PipelineOpt,
+    key: Annotated[
+        str | None, typer.Argument(help="The key; values joined by ',' for several fields.")
+    ] = None,
+    root: RootOpt = None,
+    as_of: AsOfOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A table's aggregations for one key, now or as of a past moment (events at that moment excluded)."""
+
+    def body() -> None:
+        from clickwise.tables import Tables
+        from clickwise.time import format_ms
+
+        p, r = _open(pipeline, root)
+        tables = Tables.open(p, r)
+        moment = _as_of(as_of)
+        if moment is None:
+            moment = tables.now_ms()
+        values = tables.get_one(table, _parse_key(p, table, key), moment)
+        if as_json:
+            _print_json({"table": table, "key": key, "as_of_ms": moment, "values": values})
+            return
+        grid = Table("aggregation", "value", title=f"{table} {key or ''} as of {format_ms(moment)}")
+        for name, value in values.items():
+            grid.add_row(
+                name, "null" if value is None else f"{value:,.6g}" if isinstance(value, float) else str(value)
+            )
+        out.print(grid)
+
+    _run(body)
+
+
+@app.command()
+def snapshot(
+    table: Annotated[str, typer.Argument(help="The table.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Parquet file to write.")],
+    pipeline: PipelineOpt,
+    root: RootOpt = None,
+    as_of: AsOfOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every key's aggregations as of a moment, written as Parquet."""
+
+    def body() -> None:
+        import pyarrow.parquet as pq
+
+        from clickwise.tables import Tables
+
+        p, r = _open(pipeline, root)
+        tables = Tables.open(p, r)
+        moment = _as_of(as_of)
+        if moment is None:
+            moment = tables.now_ms()
+        result = tables.snapshot(table, moment)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(result, out_path, compression="zstd")
+        summary = {"table": table, "as_of_ms": moment, "rows": result.num_rows, "out": str(out_path)}
+        if as_json:
+            _print_json(summary)
+        else:
+            out.print(f"wrote {result.num_rows:,} keys of {table} to {out_path}")
+
+    _run(body)
+
+
+@app.command()
+def history(
+    table: Annotated[str, typer.Argument(help="The table.")],
+    pipeline: PipelineOpt,
+    key: Annotated[
+        str | None, typer.Argument(help="The key; values joined by ',' for several fields.")
+    ] = None,
+    root: RootOpt = None,
+    start: Annotated[str, typer.Option("--from", help="First moment (ISO-8601 with zone or epoch ms).")] = "",
+    end: Annotated[str, typer.Option("--to", help="Last moment (inclusive).")] = "",
+    every: Annotated[str, typer.Option(help="Step, e.g. 15m, 1h.")] = "1h",
+    plot: Annotated[Path | None, typer.Option(help="Also draw the series to this PNG.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A key's aggregations at regular moments, printed (and drawn with --plot)."""
+
+    def body() -> None:
+        from clickwise.tables import Tables
+        from clickwise.tables.plot import plot_history
+        from clickwise.time import format_ms, parse_duration_ms, parse_instant_ms
+
+        if not start or not end:
+            raise ClickwiseError("history needs --from and --to (ISO-8601 with zone, or epoch ms)")
+        p, r = _open(pipeline, root)
+        tables = Tables.open(p, r)
+        series = tables.history(
+            table,
+            _parse_key(p, table, key),
+            parse_instant_ms(start),
+            parse_instant_ms(end),
+            parse_duration_ms(every),
+        )
+        if plot is not None:
+            plot_history(series, plot, title=f"{table} {key or ''}")
+        if as_json:
+            _print_json(
+                {
+                    "table": table,
+                    "key": key,
+                    "series": series.to_pylist(),
+                    "plot": str(plot) if plot else None,
+                }
+            )
+            return
+        grid = Table("as of", *series.column_names[1:])
+        for row in series.to_pylist():
+            cells = [
+                "null" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in row.values()
+            ]
+            grid.add_row(format_ms(row["as_of_ms"]), *cells[1:])
+        out.print(grid)
+        if plot is not None:
+            out.print(f"plot: {plot}")
+
+    _run(body)
+
+
+@app.command()
+def run(
+    pipeline: PipelineOpt,
+    root: RootOpt = None,
+    watch: Annotated[
+        list[str] | None, typer.Option(help="Folders (or s3:// prefixes) whose new files are ingested.")
+    ] = None,
+    interval: Annotated[str, typer.Option(help="Pause between passes, e.g. 1s, 500ms.")] = "1s",
+    once: Annotated[bool, typer.Option(help="Do one pass and exit.")] = False,
+    rebuild: Annotated[bool, typer.Option(help="Discard table state and replay the whole lake.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The streaming loop: ingest new files from --watch folders, apply new lake events to the tables,
+    repeat until SIGINT/SIGTERM (which finish the current pass and checkpoint)."""
+
+    def body() -> None:
+        from clickwise.engine import run_loop
+        from clickwise.time import parse_duration_ms
+
+        p, r = _open(pipeline, root)
+        for report in run_loop(p, r, watch=watch or [], interval_ms=parse_duration_ms(interval), once=once,
+                               rebuild=rebuild):  # fmt: skip
+            if as_json:
+                _print_json(report)
+            elif report["tables"]["files"] or report["ingested"]:
+                out.print(_describe_update(report["tables"]), highlight=False)
+
+    _run(body)
+
+
+@app.command()
+def status(pipeline: PipelineOpt, root: RootOpt = None, as_json: JsonOpt = False) -> None:
+    """What the root holds: events per stream, dead letters, table watermark, late and pending counts."""
+
+    def body() -> None:
+        from clickwise.engine import describe_status
+
+        p, r = _open(pipeline, root)
+        report = describe_status(p, r)
+        if as_json:
+            _print_json(report)
+            return
+        grid = Table("stream", "events in lake", "dead letters")
+        for name, counts in report["streams"].items():
+            grid.add_row(name, f"{counts['events']:,}", f"{counts['dead_letters']:,}")
+        out.print(grid)
+        for line in report["summary"]:
+            out.print(line, highlight=False, soft_wrap=True)
 
     _run(body)
 

@@ -93,12 +93,14 @@ class InputFile:
             raise InputError(f"{self.display}: cannot open: {exc}") from exc
 
 
-def expand_inputs(inputs: Sequence[str], *, endpoint: str | None = None) -> list[InputFile]:
+def expand_inputs(
+    inputs: Sequence[str], *, endpoint: str | None = None, allow_empty: bool = False
+) -> list[InputFile]:
     """Files named by paths, folders (recursive), globs or ``s3://`` prefixes, in sorted order."""
     found: list[InputFile] = []
     for text in inputs:
         batch = _expand_one(text, endpoint)
-        if not batch:
+        if not batch and not allow_empty:
             raise InputError(f"{text}: no input files found there")
         found.extend(batch)
     return found

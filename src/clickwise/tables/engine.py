@@ -103,6 +103,14 @@ class Tables:
         high = self._checkpoint.counters.get("max_event_ms")
         return None if high is None else high - self.pipeline.allowed_lateness
 
+    def run_counts(self) -> dict[str, int]:
+        """How many runs each feed has (reads visit each)."""
+        return {name: len(runs) for name, runs in self._runs.items()}
+
+    def pending_count(self) -> int:
+        """Joined events still waiting for their join to resolve."""
+        return sum(frame.height for frame in self._pending.values())
+
     def counters(self) -> dict[str, int]:
         """Late, expired and pending counts and the highest event time, as of the last update."""
         return dict(self._checkpoint.counters)
