@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from clickwise.errors import ClickwiseError
 from clickwise.events.deadletters import DeadLetterBatch, DeadLetters
@@ -38,6 +39,8 @@ from clickwise.time import Clock, SystemClock, format_duration_ms
 
 MAX_RUNS = 6
 """Runs per feed before compaction merges them (size-tiered: small runs merge first)."""
+WINDOW_ROWS = 4_000_000
+"""Lake events applied per checkpoint during a catch-up (bounds memory; a window is whole hours)."""
 
 
 class TableReadError(ClickwiseError):
@@ -117,8 +120,9 @@ class Tables:
 
     # --- updating -----------------------------------------------------------------------------
 
-    def catch_up(self, progress: Progress | None = None) -> UpdateReport:
-        """Apply every lake event not applied yet, hour by hour, checkpointing after each hour."""
+    def catch_up(self, progress: Progress | None = None, *, window_rows: int = WINDOW_ROWS) -> UpdateReport:
+        """Apply every lake event not applied yet, in event-time windows of whole hours of about
+        ``window_rows`` events, checkpointing after each window (progress counts events)."""
         lake = Lake(self.root, self.pipeline)
         applied = set(self._checkpoint.applied)
         todo: dict[int, dict[str, list[str]]] = {}
@@ -127,12 +131,15 @@ class Tables:
                 if path not in applied:
                     todo.setdefault(_hour_of(path), {}).setdefault(stream, []).append(path)
         report = UpdateReport()
-        hours = sorted(todo)
-        for done, hour in enumerate(hours, start=1):
-            self._apply_hour(todo[hour], report)
+        windows = self._windows(todo, window_rows)
+        total = sum(rows for _, rows in windows)
+        done = 0
+        for files, rows in windows:
+            self._apply_window(files, report)
+            done += rows
             if progress is not None:
-                progress(done, len(hours))
-        if len(hours) > 1:
+                progress(done, total)
+        if len(windows) > 1:
             self.compact()
         report.watermark_ms = self.watermark_ms
         report.pending = sum(frame.height for frame in self._pending.values())
@@ -143,16 +150,49 @@ class Tables:
         streams = list(self.pipeline.streams)
         return sorted(streams, key=lambda s: bool(self.pipeline.streams[s].joins))
 
-    def _apply_hour(self, files: dict[str, list[str]], report: UpdateReport) -> None:
+    def _windows(
+        self, todo: dict[int, dict[str, list[str]]], window_rows: int
+    ) -> list[tuple[dict[str, list[str]], int]]:
+        """Group hours into windows of about ``window_rows`` events (row counts from file footers)."""
+        windows: list[tuple[dict[str, list[str]], int]] = []
+        current: dict[str, list[str]] = {}
+        rows = 0
+        for hour in sorted(todo):
+            for stream, paths in todo[hour].items():
+                current.setdefault(stream, []).extend(paths)
+                rows += sum(self._rows(path) for path in paths)
+            if rows >= window_rows:
+                windows.append((current, rows))
+                current, rows = {}, 0
+        if current:
+            windows.append((current, rows))
+        return windows
+
+    def _columns(self, stream: str) -> list[str]:
+        """The lake columns the tables read from a stream (feeds' inputs and join keys)."""
+        names: dict[str, None] = dict.fromkeys(["_event_ms", "_arrival_ms"])
+        outputs = {output for join in self.pipeline.streams[stream].joins for output in join.take}
+        for feeds in self._feeds.values():
+            for feed in feeds:
+                if feed.stream == stream:
+                    names.update(dict.fromkeys(f for f in feed.input_fields() if f not in outputs))
+        for join in self.pipeline.streams[stream].joins:
+            names.update(dict.fromkeys(join.key.values()))
+        return list(names)
+
+    def _rows(self, path: str) -> int:
+        return int(pq.ParquetFile(self.root.path(path), filesystem=self.root.fs).metadata.num_rows)
+
+    def _apply_window(self, files: dict[str, list[str]], report: UpdateReport) -> None:
         counters = self._checkpoint.counters
         new_runs: dict[str, list[Run]] = {}
         batches: dict[str, pl.DataFrame] = {}
         for stream in self._streams_in_order():
             paths = files.get(stream)
             if paths:
-                events = pl.from_arrow(self.root.read_parquet(paths))
+                events = pl.from_arrow(self.root.read_parquet(paths, columns=self._columns(stream)))
                 assert isinstance(events, pl.DataFrame)
-                batches[stream] = events
+                batches[stream] = events.sort(["_event_ms", "_arrival_ms"])  # runs need time order
                 report.files += len(paths)
                 report.events[stream] = report.events.get(stream, 0) + events.height
         late = self._count_late(list(batches.values()))
@@ -244,6 +284,7 @@ class Tables:
             joins = self.pipeline.streams[stream].joins
             outputs = [name for join in joins for name in join.take]
             retried = self._with_joins(stream, held.drop([c for c in outputs if c in held.columns]))
+            retried = retried.sort(["_event_ms", "_arrival_ms"])
             self._pending.pop(stream)
             for table_name, feeds in self._feeds.items():
                 for feed in feeds:
@@ -350,12 +391,12 @@ class Tables:
         moment = self.now_ms() if as_of_ms is None else int(as_of_ms)
         return [self.get_one(table, key, moment) for key in keys]
 
-    def keys(self, table: str) -> list[tuple[Any, ...] | str]:
-        """Every key with at least one event in the table's state (key texts split into fields)."""
+    def keys(self, table: str) -> list[str]:
+        """The text of every key with at least one event in the table's state."""
         texts: set[str] = set()
         for feed in self._table_feeds(table):
             for run in self._runs.get(feed.name, ()):
-                texts.update(pl.Series(values=run.keys).unique().to_list())
+                texts.update(run.key_texts.to_pylist())
         return sorted(texts)
 
     def snapshot(self, table: str, as_of_ms: int | None = None) -> pa.Table:
@@ -375,9 +416,10 @@ class Tables:
         texts: set[str] = set()
         for feed in self._table_feeds(table):
             for run in self._runs.get(feed.name, ()):
-                early = np.flatnonzero(run.event_ms < moment)
+                first_ms = run.event_ms[run.starts[:-1]]  # rows are in time order within a key
+                early = np.flatnonzero(first_ms < moment)
                 if len(early):
-                    texts.update(pl.Series(values=run.keys.take(pa.array(early))).unique().to_list())
+                    texts.update(run.key_texts.take(pa.array(early)).to_pylist())
         return sorted(texts)
 
     def history(self, table: str, key: Any, from_ms: int, to_ms: int, every_ms: int) -> pa.Table:

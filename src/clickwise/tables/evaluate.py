@@ -69,7 +69,7 @@ def _partial(agg: AggPlan, run: Run, start: int, end: int) -> Partial:
         return None
     if op in ("min", "max"):
         chosen = values[mask]
-        return chosen.min() if op == "min" else chosen.max()
+        return run.decode(agg.column, chosen.min() if op == "min" else chosen.max())
     return _first_or_last(run, agg, start, end, mask)
 
 
@@ -101,7 +101,7 @@ def _first_or_last(run: Run, agg: AggPlan, start: int, end: int, mask: np.ndarra
         tied = tied[run.arrival_ms[tied] == arrival_ms]
     candidates = [run.values[agg.column][i] for i in tied.tolist()]
     value = min(candidates) if agg.op == "first" else max(candidates)
-    return event_ms, arrival_ms, value
+    return event_ms, arrival_ms, run.decode(agg.column, value)
 
 
 def _finish(agg: AggPlan, partials: list[Partial], as_of_ms: int) -> Any:

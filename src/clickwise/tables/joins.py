@@ -60,7 +60,7 @@ def _last_as_of(events: pl.DataFrame, hashes: pl.Series, agg: AggPlan, runs: Seq
                     "a": run.arrival_ms[index]
                     if run.arrival_ms is not None
                     else np.zeros(len(index), np.int64),
-                    "v": pl.Series(run.values[agg.column][index].tolist()),
+                    "v": pl.Series(_decoded(run, agg.column, index), dtype=_dtype(agg)),
                 }
             )
         )
@@ -74,6 +74,12 @@ def _last_as_of(events: pl.DataFrame, hashes: pl.Series, agg: AggPlan, runs: Seq
         .sort("i")
     )
     return found.get_column("v")
+
+
+def _decoded(run: Run, column: str, index: np.ndarray) -> list[object]:
+    data = run.values[column][index]
+    labels = run.labels.get(column)
+    return (labels[data] if labels is not None else data).tolist()
 
 
 def _one_by_one(

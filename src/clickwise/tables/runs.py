@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
 
 from clickwise.events.filters import filter_expr
 from clickwise.tables.feeds import FIXED_POINT_SCALE, AggPlan, Feed
@@ -45,37 +46,41 @@ def hash_keys(keys: pl.Series) -> np.ndarray:
 
 @dataclass
 class Run:
-    """Sorted columns of one feed's events. Treat as immutable."""
+    """Sorted columns of one feed's events. Treat as immutable.
 
-    key_hash: np.ndarray  # uint64, sorted
-    keys: pa.Array  # key text per event (for snapshots and persistence)
+    ``distinct`` holds each key hash once (sorted), ``starts`` where its rows begin (one more entry
+    than ``distinct``) and ``key_texts`` its text, so key texts are kept once per key, not per event.
+    A text value column holds int32 codes into ``labels[column]`` (sorted, so codes order like the
+    texts).
+    """
+
+    def decode(self, column: str, value: Any) -> Any:
+        """A stored value as the user sees it (a code of a text column becomes its text)."""
+        labels = self.labels.get(column)
+        return value if labels is None else labels[int(value)]
+
+    key_hash: np.ndarray  # uint64 per event, sorted
     event_ms: np.ndarray  # int64, sorted within a key
     arrival_ms: np.ndarray | None
     values: dict[str, np.ndarray]  # per aggregation column name
+    distinct: np.ndarray
+    starts: np.ndarray
+    key_texts: pa.Array
+    labels: dict[str, np.ndarray] = field(default_factory=dict)  # text columns: sorted distinct values
     _prefix: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-    _distinct: np.ndarray | None = field(default=None, repr=False)  # distinct key hashes, sorted
-    _starts: list[int] = field(default_factory=list, repr=False)  # where each distinct key starts
+    _start_list: list[int] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.event_ms)
 
     def key_slice(self, key_hash: int) -> tuple[int, int]:
         """The rows of one key: one binary search over the run's distinct keys."""
-        if self._distinct is None:
-            self._index_keys()
-        assert self._distinct is not None
-        position = int(self._distinct.searchsorted(key_hash))
-        if position == len(self._distinct) or self._distinct[position] != key_hash:
+        position = int(self.distinct.searchsorted(key_hash))
+        if position == len(self.distinct) or self.distinct[position] != key_hash:
             return 0, 0
-        return self._starts[position], self._starts[position + 1]
-
-    def _index_keys(self) -> None:
-        hashes = self.key_hash
-        starts = (
-            np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]]) if len(hashes) else np.zeros(0, np.int64)
-        )
-        self._distinct = hashes[starts]
-        self._starts = [*starts.tolist(), len(hashes)]
+        if self._start_list is None:
+            self._start_list = self.starts.tolist()
+        return self._start_list[position], self._start_list[position + 1]
 
     def prefix(self, column: str) -> np.ndarray:
         """Cumulative sums with a leading 0 (counts of a mask, or sums of fixed-point values)."""
@@ -88,61 +93,167 @@ class Run:
         return cached
 
     def to_bytes(self) -> bytes:
-        columns: dict[str, pa.Array] = {
-            "key": self.keys,
-            "key_hash": pa.array(self.key_hash),
-            "event_ms": pa.array(self.event_ms),
-        }
+        """Two Parquet files (events, then one row per key: text and count) behind a length.
+
+        Event times are delta-encoded and everything is zstd-compressed; key hashes are not stored
+        (they are recomputed from the key texts on load), so a run is smaller than the lake events
+        it came from.
+        """
+        columns: dict[str, pa.Array] = {"event_ms": pa.array(self.event_ms)}
         if self.arrival_ms is not None:
             columns["arrival_ms"] = pa.array(self.arrival_ms)
         for name, data in self.values.items():
-            columns[name] = (
-                pa.array(data, from_pandas=False) if data.dtype != object else pa.array(list(data))
-            )
-        table = pa.table(columns)
-        sink = io.BytesIO()
-        with ipc.new_file(sink, table.schema, options=ipc.IpcWriteOptions(compression="zstd")) as writer:
-            writer.write_table(table)
-        return sink.getvalue()
+            labels = self.labels.get(name)
+            if labels is None:
+                columns[name] = pa.array(data)
+            else:  # rows left out by the valid mask are stored as nulls
+                valid = self.values.get("n_" + name.removeprefix("v_"))
+                mask = ~valid if valid is not None else None
+                codes = pa.array(data, pa.int32(), mask=mask)
+                columns[name] = pa.DictionaryArray.from_arrays(codes, pa.array(labels, pa.string()))
+        events = pa.table(columns)
+        delta: dict[str, str] = {n: "DELTA_BINARY_PACKED" for n in ("event_ms", "arrival_ms") if n in columns}
+        dictionary = list(self.labels)
+        counts = pa.array(np.diff(self.starts).astype(np.int64))
+        first = _parquet(events, dictionary=dictionary, encodings=delta)
+        second = _parquet(pa.table({"text": self.key_texts, "count": counts}), dictionary=[], encodings={})
+        return len(first).to_bytes(8, "little") + first + second
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Run:
-        table = ipc.open_file(pa.BufferReader(data)).read_all()
-        keys = table.column("key").combine_chunks()
+        size = int.from_bytes(data[:8], "little")
+        first = pa.BufferReader(data[8 : 8 + size])
+        schema = pq.read_schema(first)
+        texts_columns = [
+            f.name
+            for f in schema
+            if f.name.startswith("v_") and (pa.types.is_string(f.type) or pa.types.is_dictionary(f.type))
+        ]
+        events = pq.read_table(pa.BufferReader(data[8 : 8 + size]), read_dictionary=texts_columns)
+        keys = pq.read_table(pa.BufferReader(data[8 + size :]))
+        texts = keys.column("text").combine_chunks()
+        counts = keys.column("count").to_numpy()
+        distinct = hash_texts(texts)
+        if len(distinct) > 1 and not bool(np.all(distinct[1:] > distinct[:-1])):
+            raise ValueError("run keys are not in hash order; the run file is damaged")
+        starts = np.zeros(len(counts) + 1, dtype=np.int64)
+        np.cumsum(counts, out=starts[1:])
+        fixed = ("event_ms", "arrival_ms")
         values = {
-            name: _to_numpy(table.column(name))
-            for name in table.column_names
-            if name not in ("key", "key_hash", "event_ms", "arrival_ms")
+            name: _to_numpy(events.column(name))
+            for name in events.column_names
+            if name not in fixed and name not in texts_columns
         }
-        arrival = _to_numpy(table.column("arrival_ms")) if "arrival_ms" in table.column_names else None
-        key_hash = _to_numpy(table.column("key_hash"))
-        return cls(key_hash, keys, _to_numpy(table.column("event_ms")), arrival, values)
+        labels = {}
+        for name in texts_columns:
+            values[name], labels[name] = _codes_from_dictionary(events.column(name))
+        arrival = _to_numpy(events.column("arrival_ms")) if "arrival_ms" in events.column_names else None
+        event_ms = _to_numpy(events.column("event_ms"))
+        return cls(np.repeat(distinct, counts), event_ms, arrival, values, distinct, starts, texts, labels)
+
+
+def _parquet(table: pa.Table, *, dictionary: list[str], encodings: dict[str, str]) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(
+        table,
+        sink,
+        compression="zstd",
+        use_dictionary=dictionary,
+        column_encoding=encodings or None,
+        write_statistics=False,
+    )
+    return sink.getvalue()
+
+
+def _codes_from_dictionary(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """int32 codes into sorted labels, from a (possibly chunked) dictionary column."""
+    codes_parts, label_parts = [], []
+    for chunk in column.chunks:
+        label_parts.append(np.asarray(chunk.dictionary.to_pylist(), dtype=object))
+        codes_parts.append(chunk.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64))
+    labels = np.unique(np.concatenate(label_parts)) if label_parts else np.zeros(0, dtype=object)
+    codes = [
+        np.searchsorted(labels, part)[c] if len(part) else np.zeros(len(c), dtype=np.int64)
+        for part, c in zip(label_parts, codes_parts, strict=True)
+    ]
+    joined = np.concatenate(codes) if codes else np.zeros(0, dtype=np.int64)
+    return joined.astype(np.int32), labels
 
 
 def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        return np.array(column.to_pylist(), dtype=object)
+        return column.to_numpy(zero_copy_only=False)
     return column.to_numpy()
 
 
-def _order(key_hash: np.ndarray, event_ms: np.ndarray, arrival_ms: np.ndarray | None) -> np.ndarray:
-    keys = (event_ms, key_hash) if arrival_ms is None else (arrival_ms, event_ms, key_hash)
-    return np.lexsort(keys)
+def _group_starts(key_hash: np.ndarray, distinct: np.ndarray) -> np.ndarray:
+    """Where each distinct key's rows begin in a run sorted by key (plus the end)."""
+    starts = np.searchsorted(key_hash, distinct, "left").astype(np.int64)
+    return np.concatenate([starts, np.array([len(key_hash)], dtype=np.int64)])
 
 
-def _sorted(run: Run) -> Run:
-    order = _order(run.key_hash, run.event_ms, run.arrival_ms)
+def key_order(key_hash: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A stable permutation grouping rows by key hash (ascending), the distinct hashes, and where
+    each group starts. Rows already in time order stay in time order within their key.
+
+    With few distinct keys (countries, campaigns) their ranks are sorted by a linear, stable radix
+    sort on 16-bit digits; with many (users, impressions) a stable comparison sort is cheaper.
+    """
+    if len(key_hash) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64), np.zeros(1, dtype=np.int64)
+    sample = key_hash[:: max(1, len(key_hash) // 4096)]
+    if len(np.unique(sample)) * 8 > len(sample):
+        order = np.argsort(key_hash, kind="stable")
+        ordered = key_hash[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        return order, ordered[starts], np.r_[starts, len(ordered)].astype(np.int64)
+    distinct = np.sort(pl.Series(key_hash, dtype=pl.UInt64).unique().to_numpy())
+    rank = np.searchsorted(distinct, key_hash).astype(np.uint32)
+    order = np.argsort((rank & 0xFFFF).astype(np.uint16), kind="stable")
+    if len(distinct) > 0xFFFF:
+        high = (rank[order] >> 16).astype(np.uint16)
+        order = order[np.argsort(high, kind="stable")]
+    counts = np.bincount(rank, minlength=len(distinct))
+    starts = np.zeros(len(distinct) + 1, dtype=np.int64)
+    np.cumsum(counts, out=starts[1:])
+    return order, distinct, starts
+
+
+def _assemble(
+    key_hash: np.ndarray,
+    event_ms: np.ndarray,
+    arrival_ms: np.ndarray | None,
+    values: dict[str, np.ndarray],
+    texts: pl.Series | pl.DataFrame,
+) -> Run:
+    """A run from rows in time order: group them by key (stable) and keep one text per key.
+
+    ``texts`` is each row's key text, or a frame of (``hash``, ``text``) pairs covering every key.
+    """
+    order, distinct, starts = key_order(key_hash)
+    if isinstance(texts, pl.Series):
+        key_texts = texts.gather(order[starts[:-1]]).to_arrow()
+    else:
+        wanted = pl.DataFrame({"hash": pl.Series(distinct, dtype=pl.UInt64)})
+        key_texts = (
+            wanted.join(texts, on="hash", how="left", maintain_order="left").get_column("text").to_arrow()
+        )
     return Run(
-        run.key_hash[order],
-        run.keys.take(pa.array(order)),
-        run.event_ms[order],
-        None if run.arrival_ms is None else run.arrival_ms[order],
-        {name: data[order] for name, data in run.values.items()},
+        key_hash[order],
+        event_ms[order],
+        None if arrival_ms is None else arrival_ms[order],
+        {name: data[order] for name, data in values.items()},
+        distinct,
+        starts,
+        key_texts,
     )
 
 
 def build_run(feed: Feed, events: pl.DataFrame) -> Run | None:
-    """A run from a batch of a stream's events (lake columns), keeping only events with a full key."""
+    """A run from a batch of a stream's events (lake columns), keeping only events with a full key.
+
+    ``events`` must be ordered by (``_event_ms``, ``_arrival_ms``).
+    """
     if events.height == 0:
         return None
     key_columns = [pl.col(f) for f in feed.key_fields]
@@ -154,16 +265,18 @@ def build_run(feed: Feed, events: pl.DataFrame) -> Run | None:
         key_series = pl.Series("key", [""] * events.height, dtype=pl.String)
     if events.height == 0:
         return None
-    values = {}
+    values: dict[str, np.ndarray] = {}
+    labels: dict[str, np.ndarray] = {}
     for agg in feed.aggs:
-        values.update(_agg_columns(agg, events))
+        values.update(_agg_columns(agg, events, labels))
     event_ms = events.get_column("_event_ms").to_numpy()
     arrival = events.get_column("_arrival_ms").to_numpy() if feed.needs_order else None
-    run = Run(hash_keys(key_series), key_series.to_arrow(), event_ms, arrival, values)
-    return _sorted(run)
+    run = _assemble(hash_keys(key_series), event_ms, arrival, values, key_series)
+    run.labels.update(labels)
+    return run
 
 
-def _agg_columns(agg: AggPlan, events: pl.DataFrame) -> dict[str, np.ndarray]:
+def _agg_columns(agg: AggPlan, events: pl.DataFrame, labels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     keep = events.select(filter_expr(agg.filter)).to_series() if agg.filter else None
     columns: dict[str, np.ndarray] = {}
     if agg.op in ("count", "time_since_last"):
@@ -182,9 +295,20 @@ def _agg_columns(agg: AggPlan, events: pl.DataFrame) -> dict[str, np.ndarray]:
         columns[agg.column] = _fixed(raw, agg.field_type)
     elif agg.op == "distinct_count":
         columns[agg.column] = _value_hashes(raw)
+    elif raw.dtype == pl.String:
+        columns[agg.column], labels[agg.column] = _codes(raw)
     else:
         columns[agg.column] = _plain(raw)
     return columns
+
+
+def _codes(raw: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """int32 codes into the sorted distinct texts (nulls get code 0; the valid mask excludes them)."""
+    labels = raw.drop_nulls().unique().sort()
+    if len(labels) == 0:
+        return np.zeros(len(raw), dtype=np.int32), np.zeros(0, dtype=object)
+    codes = labels.search_sorted(raw.fill_null(labels[0])).to_numpy().astype(np.int32)
+    return codes, np.asarray(labels.to_list(), dtype=object)
 
 
 def _fixed(raw: pl.Series, field_type: str | None) -> np.ndarray:
@@ -204,8 +328,6 @@ def _value_hashes(raw: pl.Series) -> np.ndarray:
 
 
 def _plain(raw: pl.Series) -> np.ndarray:
-    if raw.dtype == pl.String:
-        return np.array(raw.to_list(), dtype=object)
     if raw.dtype == pl.Boolean:
         return raw.fill_null(False).to_numpy()
     if raw.dtype.is_float():
@@ -214,18 +336,58 @@ def _plain(raw: pl.Series) -> np.ndarray:
 
 
 def merge_runs(runs: list[Run]) -> Run:
-    """One sorted run holding every event of ``runs`` (compaction)."""
+    """One sorted run holding every event of ``runs`` (compaction).
+
+    Each run is already sorted by (key, time), so rows are ranked by key in the union of the
+    runs' keys and ordered by one composite number; a stable sort then only merges sorted runs.
+    """
     if len(runs) == 1:
         return runs[0]
-    names = list(runs[0].values)
-    merged = Run(
-        np.concatenate([r.key_hash for r in runs]),
-        pa.concat_arrays([r.keys for r in runs]),
-        np.concatenate([r.event_ms for r in runs]),
-        None if runs[0].arrival_ms is None else np.concatenate([r.arrival_ms for r in runs]),
-        {name: np.concatenate([r.values[name] for r in runs]) for name in names},
-    )
-    return _sorted(merged)
+    all_distinct = np.concatenate([r.distinct for r in runs])
+    distinct, first = np.unique(all_distinct, return_index=True)
+    rank = np.concatenate([np.repeat(np.searchsorted(distinct, r.distinct), np.diff(r.starts)) for r in runs])
+    event_ms = np.concatenate([r.event_ms for r in runs])
+    order = _merge_order(rank, event_ms, [r.arrival_ms for r in runs])
+    arrival = None
+    if runs[0].arrival_ms is not None:
+        arrival = np.concatenate([r.arrival_ms for r in runs if r.arrival_ms is not None])[order]
+    values, labels = _merged_values(runs, order)
+    counts = np.bincount(rank, minlength=len(distinct))
+    starts = np.zeros(len(distinct) + 1, dtype=np.int64)
+    np.cumsum(counts, out=starts[1:])
+    texts = pa.concat_arrays([r.key_texts for r in runs]).take(pa.array(first))
+    return Run(np.repeat(distinct, counts), event_ms[order], arrival, values, distinct, starts, texts, labels)
+
+
+def _merge_order(rank: np.ndarray, event_ms: np.ndarray, arrivals: list[np.ndarray | None]) -> np.ndarray:
+    low = int(event_ms.min()) if len(event_ms) else 0
+    span = int(event_ms.max()) - low if len(event_ms) else 0
+    if arrivals[0] is None and span < (1 << 40) and len(rank) and int(rank.max()) < (1 << 23):
+        composite = (rank.astype(np.uint64) << np.uint64(40)) | (event_ms - low).astype(np.uint64)
+        return np.argsort(composite, kind="stable")  # timsort: merges the already sorted runs
+    arrival = np.concatenate([a for a in arrivals if a is not None]) if arrivals[0] is not None else None
+    return np.lexsort((event_ms, rank) if arrival is None else (arrival, event_ms, rank))
+
+
+def _remap(union: np.ndarray, labels: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Codes into ``labels`` as codes into ``union`` (a superset, sorted)."""
+    if len(labels) == 0:
+        return codes
+    return np.searchsorted(union, labels).astype(np.int32)[codes]
+
+
+def _merged_values(runs: list[Run], order: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    values: dict[str, np.ndarray] = {}
+    labels: dict[str, np.ndarray] = {}
+    for name in runs[0].values:
+        if name in runs[0].labels:
+            union = np.unique(np.concatenate([r.labels[name] for r in runs]))
+            parts = [_remap(union, r.labels[name], r.values[name]) for r in runs]
+            values[name] = np.concatenate(parts)[order]
+            labels[name] = union
+        else:
+            values[name] = np.concatenate([r.values[name] for r in runs])[order]
+    return values, labels
 
 
 def drop_before(run: Run, cutoff_ms: int) -> Run:
@@ -234,10 +396,16 @@ def drop_before(run: Run, cutoff_ms: int) -> Run:
     if keep.all():
         return run
     index = np.flatnonzero(keep)
+    key_hash = run.key_hash[index]
+    distinct_index = np.flatnonzero(np.isin(run.distinct, key_hash))
+    distinct = run.distinct[distinct_index]
     return Run(
-        run.key_hash[index],
-        run.keys.take(pa.array(index)),
+        key_hash,
         run.event_ms[index],
         None if run.arrival_ms is None else run.arrival_ms[index],
         {name: data[index] for name, data in run.values.items()},
+        distinct,
+        _group_starts(key_hash, distinct),
+        run.key_texts.take(pa.array(distinct_index)),
+        dict(run.labels),
     )
