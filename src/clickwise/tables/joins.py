@@ -45,17 +45,22 @@ def _last_as_of(events: pl.DataFrame, hashes: pl.Series, agg: AggPlan, runs: Seq
     wanted = np.unique(hashes.drop_nulls().to_numpy())
     parts = []
     for run in runs:
-        lo = np.searchsorted(run.key_hash, wanted, "left")
-        hi = np.searchsorted(run.key_hash, wanted, "right")
-        hit = hi > lo
+        if len(run.distinct) == 0:
+            continue
+        position = np.minimum(np.searchsorted(run.distinct, wanted), len(run.distinct) - 1)
+        hit = run.distinct[position] == wanted
         if not hit.any():
             continue
-        index = np.concatenate([np.arange(a, b) for a, b in zip(lo[hit], hi[hit], strict=True)])
-        index = index[run.values[agg.valid_column][index]]
+        lo, hi = run.starts[position[hit]], run.starts[position[hit] + 1]
+        owner = np.repeat(wanted[hit], hi - lo)
+        lengths = hi - lo
+        index = np.repeat(lo - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+        valid = run.values[agg.valid_column][index]
+        index, owner = index[valid], owner[valid]
         parts.append(
             pl.DataFrame(
                 {
-                    "h": run.key_hash[index],
+                    "h": owner,
                     "t": run.event_ms[index],
                     "a": run.arrival_ms[index]
                     if run.arrival_ms is not None

@@ -59,7 +59,6 @@ class Run:
         labels = self.labels.get(column)
         return value if labels is None else labels[int(value)]
 
-    key_hash: np.ndarray  # uint64 per event, sorted
     event_ms: np.ndarray  # int64, sorted within a key
     arrival_ms: np.ndarray | None
     values: dict[str, np.ndarray]  # per aggregation column name
@@ -149,7 +148,7 @@ class Run:
             values[name], labels[name] = _codes_from_dictionary(events.column(name))
         arrival = _to_numpy(events.column("arrival_ms")) if "arrival_ms" in events.column_names else None
         event_ms = _to_numpy(events.column("event_ms"))
-        return cls(np.repeat(distinct, counts), event_ms, arrival, values, distinct, starts, texts, labels)
+        return cls(event_ms, arrival, values, distinct, starts, texts, labels)
 
 
 def _parquet(table: pa.Table, *, dictionary: list[str], encodings: dict[str, str]) -> bytes:
@@ -184,12 +183,6 @@ def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         return column.to_numpy(zero_copy_only=False)
     return column.to_numpy()
-
-
-def _group_starts(key_hash: np.ndarray, distinct: np.ndarray) -> np.ndarray:
-    """Where each distinct key's rows begin in a run sorted by key (plus the end)."""
-    starts = np.searchsorted(key_hash, distinct, "left").astype(np.int64)
-    return np.concatenate([starts, np.array([len(key_hash)], dtype=np.int64)])
 
 
 def key_order(key_hash: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -239,7 +232,6 @@ def _assemble(
             wanted.join(texts, on="hash", how="left", maintain_order="left").get_column("text").to_arrow()
         )
     return Run(
-        key_hash[order],
         event_ms[order],
         None if arrival_ms is None else arrival_ms[order],
         {name: data[order] for name, data in values.items()},
@@ -356,7 +348,7 @@ def merge_runs(runs: list[Run]) -> Run:
     starts = np.zeros(len(distinct) + 1, dtype=np.int64)
     np.cumsum(counts, out=starts[1:])
     texts = pa.concat_arrays([r.key_texts for r in runs]).take(pa.array(first))
-    return Run(np.repeat(distinct, counts), event_ms[order], arrival, values, distinct, starts, texts, labels)
+    return Run(event_ms[order], arrival, values, distinct, starts, texts, labels)
 
 
 def _merge_order(rank: np.ndarray, event_ms: np.ndarray, arrivals: list[np.ndarray | None]) -> np.ndarray:
@@ -396,16 +388,16 @@ def drop_before(run: Run, cutoff_ms: int) -> Run:
     if keep.all():
         return run
     index = np.flatnonzero(keep)
-    key_hash = run.key_hash[index]
-    distinct_index = np.flatnonzero(np.isin(run.distinct, key_hash))
-    distinct = run.distinct[distinct_index]
+    kept_per_key = np.add.reduceat(keep.astype(np.int64), run.starts[:-1]) if len(run.distinct) else keep[:0]
+    live = np.flatnonzero(kept_per_key > 0)
+    starts = np.zeros(len(live) + 1, dtype=np.int64)
+    np.cumsum(kept_per_key[live], out=starts[1:])
     return Run(
-        key_hash,
         run.event_ms[index],
         None if run.arrival_ms is None else run.arrival_ms[index],
         {name: data[index] for name, data in run.values.items()},
-        distinct,
-        _group_starts(key_hash, distinct),
-        run.key_texts.take(pa.array(distinct_index)),
+        run.distinct[live],
+        starts,
+        run.key_texts.take(pa.array(live)),
         dict(run.labels),
     )
