@@ -31,6 +31,15 @@ def evaluate_feed(feed: Feed, runs: Sequence[Run], key_hash: int, as_of_ms: int)
     lowers = [agg.lower_bound_ms(as_of_ms) for agg in feed.aggs]
     bounds = sorted({as_of_ms, *(x for x in lowers if x is not None)})
     bound_array = np.array(bounds, dtype=np.int64)
+    if len(slices) == 1:  # the common case after compaction: no partials to merge
+        run, lo, hi = slices[0]
+        where = dict(zip(bounds, (run.event_ms[lo:hi].searchsorted(bound_array) + lo).tolist(), strict=True))
+        end = where[as_of_ms]
+        result = {}
+        for agg, lower in zip(feed.aggs, lowers, strict=True):
+            start = lo if lower is None else where[lower]
+            result[agg.name] = _single(agg, run, start, end, as_of_ms)
+        return result
     partials: list[list[Partial]] = [[] for _ in feed.aggs]
     for run, lo, hi in slices:
         times = run.event_ms[lo:hi]
@@ -45,6 +54,26 @@ def evaluate_feed(feed: Feed, runs: Sequence[Run], key_hash: int, as_of_ms: int)
             if start < end:
                 partials[index].append(_partial(agg, run, start, end))
     return {agg.name: _finish(agg, partials[i], as_of_ms) for i, agg in enumerate(feed.aggs)}
+
+
+def _single(agg: AggPlan, run: Run, start: int, end: int, as_of_ms: int) -> Any:
+    """The final value from one run's rows ``[start, end)`` (same answers as partial + finish)."""
+    op = agg.op
+    if op == "count":
+        if start >= end:
+            return 0
+        mask = run.values.get(agg.valid_column)
+        if mask is None:
+            return end - start
+        prefix = run.prefix(agg.valid_column)
+        return int(prefix[end] - prefix[start])
+    if start >= end:
+        return _finish(agg, [], as_of_ms)
+    if op in ("sum", "mean"):
+        fixed = _masked_prefix(run, agg)
+        counts = run.prefix(agg.valid_column)
+        return _finish(agg, [(int(fixed[end] - fixed[start]), int(counts[end] - counts[start]))], as_of_ms)
+    return _finish(agg, [_partial(agg, run, start, end)], as_of_ms)
 
 
 def _partial(agg: AggPlan, run: Run, start: int, end: int) -> Partial:

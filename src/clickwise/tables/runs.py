@@ -74,7 +74,7 @@ class Run:
 
     def key_slice(self, key_hash: int) -> tuple[int, int]:
         """The rows of one key: one binary search over the run's distinct keys."""
-        position = int(self.distinct.searchsorted(key_hash))
+        position = int(self.distinct.searchsorted(np.uint64(key_hash)))  # a Python int would copy the array
         if position == len(self.distinct) or self.distinct[position] != key_hash:
             return 0, 0
         if self._start_list is None:
