@@ -126,9 +126,7 @@ def distinct_count(values: Sequence[object], exact_up_to: int) -> int:
     return hll_estimate(distinct)
 
 
-def aggregate(
-    agg: AggregationDef, events: Sequence[Event], as_of_ms: int, field_type: str | None
-) -> object:
+def aggregate(agg: AggregationDef, events: Sequence[Event], as_of_ms: int, field_type: str | None) -> object:
     """One aggregation (not a ratio) over the events of its window, filter already applied."""
     op = agg.op
     if op == "count":
