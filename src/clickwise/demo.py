@@ -15,9 +15,10 @@ from typing import Any
 
 from clickwise.events import DeadLetters, Ingestor, Lake
 from clickwise.examples import example_path
-from clickwise.spec import load_pipeline
-from clickwise.storage import open_root
+from clickwise.spec import Pipeline, load_pipeline
+from clickwise.storage import Root, open_root
 from clickwise.synth import generate
+from clickwise.tables import Tables
 from clickwise.time import MS_PER_DAY, SystemClock, format_ms
 
 Progress = Callable[[int, int, str], None]
@@ -53,6 +54,12 @@ def run_demo(
     ingest_s = time.perf_counter() - started
     again = Ingestor(pipeline, root).ingest_files(inputs)
 
+    started = time.perf_counter()
+    tables = Tables.open(pipeline, root)
+    update = tables.catch_up(progress=_phase(progress, "updating tables"))
+    tables_s = time.perf_counter() - started
+    example = _example_lookups(tables, lake_user(root, pipeline), start_ms, end_ms)
+
     lake = Lake(root, pipeline)
     dead = DeadLetters(root)
     events = sum(c.accepted + c.rejected + c.duplicates for c in report.streams.values())
@@ -69,7 +76,17 @@ def run_demo(
         "second_ingest_new_events": sum(c.accepted for c in again.streams.values()),
         "dead_letters": {s: dead.read(s).num_rows for s in pipeline.streams},
         "lake_bytes": lake_bytes,
-        "seconds": {"generate": round(generate_s, 2), "ingest": round(ingest_s, 2)},
+        "seconds": {
+            "generate": round(generate_s, 2),
+            "ingest": round(ingest_s, 2),
+            "tables": round(tables_s, 2),
+        },
+        "tables": {
+            "late_events": update.late,
+            "watermark_ms": update.watermark_ms,
+            "runs": tables.run_counts(),
+        },
+        "lookups": example,
     }
     result["summary"] = [
         f"clickwise demo: pipeline {pipeline.name} ({pipeline.fingerprint()[:19]}) in {workdir}",
@@ -83,8 +100,54 @@ def run_demo(
         f"lake: {lake_bytes / 1e6:.1f} MB of zstd Parquet under {root.url}/lake "
         "(partitioned by stream/date/hour)",
         f"ingesting the same files again stored {result['second_ingest_new_events']} new events",
+        f"tables: applied {sum(update.events.values()):,} events to {len(pipeline.tables)} lookup tables in "
+        f"{tables_s:.1f} s ({update.late:,} arrived late); state {_state_bytes(root) / 1e6:.1f} MB",
+        *example["lines"],
     ]
     return result
+
+
+def lake_user(root: Root, pipeline: Pipeline) -> str:
+    """A busy user of the generated traffic (the first impression's user)."""
+    first = next(Lake(root, pipeline).read("impressions", columns=["user_id"]))
+    users = first.column("user_id").to_pylist()
+    return max(set(users), key=users.count)
+
+
+def _example_lookups(tables: Tables, user: str, start_ms: int, end_ms: int) -> dict[str, Any]:
+    """The same user as of three moments, and the US against the world: time travel in action."""
+    moments = [start_ms + (end_ms - start_ms) * share // 4 for share in (1, 2, 4)]
+    rows = [tables.get_one("user", user, moment) for moment in moments]
+    country = tables.get_one("country", "US", end_ms)
+    world = tables.get_one("global", None, end_ms)
+    lines = [
+        f"user {user} as of {format_ms(m)}: "
+        + ", ".join(
+            f"{name}={_short(row[name])}"
+            for name in (
+                "impressions_1h",
+                "impressions_24h",
+                "clicks_total",
+                "ctr_7d",
+                "domains_30d",
+                "spend_24h",
+            )
+        )  # fmt: skip
+        for m, row in zip(moments, rows, strict=True)
+    ]
+    lines.append(
+        f"country US ctr_24h={_short(country['ctr_24h'])} vs global {_short(world['ctr_24h'])} "
+        f"at {format_ms(end_ms)}"
+    )
+    return {"user": user, "as_of": moments, "rows": rows, "us": country, "global": world, "lines": lines}
+
+
+def _short(value: Any) -> str:
+    return "null" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _state_bytes(root: Root) -> int:
+    return sum(root.fs.get_file_info(root.path(p)).size or 0 for p in root.list_files("tables"))
 
 
 def _phase(progress: Progress | None, phase: str) -> Callable[[int, int], None] | None:
