@@ -19,8 +19,41 @@ from clickwise.tables.sketch import estimate_distinct
 Partial = Any
 
 
+class _Plan:
+    """Per-feed constants for reads: the distinct (window, hop) pairs and which one each
+    aggregation uses (-1 for lifetime)."""
+
+    __slots__ = ("pairs", "slots", "aggs")
+
+    def __init__(self, feed: Feed) -> None:
+        pairs: list[tuple[int, int]] = []
+        slots = []
+        for agg in feed.aggs:
+            if agg.window_ms is None:
+                slots.append(-1)
+                continue
+            pair = (agg.window_ms, agg.hop_ms)
+            if pair not in pairs:
+                pairs.append(pair)
+            slots.append(pairs.index(pair))
+        self.pairs = pairs
+        self.slots = slots
+        self.aggs = feed.aggs
+
+
+_PLANS: dict[int, _Plan] = {}
+
+
+def _plan(feed: Feed) -> _Plan:
+    plan = _PLANS.get(id(feed))
+    if plan is None or plan.aggs is not feed.aggs:
+        plan = _PLANS[id(feed)] = _Plan(feed)
+    return plan
+
+
 def evaluate_feed(feed: Feed, runs: Sequence[Run], key_hash: int, as_of_ms: int) -> dict[str, Any]:
     """Every aggregation of ``feed`` for one key as of ``as_of_ms``."""
+    plan = _plan(feed)
     slices = []
     for run in runs:
         lo, hi = run.key_slice(key_hash)
@@ -28,29 +61,25 @@ def evaluate_feed(feed: Feed, runs: Sequence[Run], key_hash: int, as_of_ms: int)
             slices.append((run, lo, hi))
     if not slices:
         return {agg.name: _finish(agg, [], as_of_ms) for agg in feed.aggs}
-    lowers = [agg.lower_bound_ms(as_of_ms) for agg in feed.aggs]
-    bounds = sorted({as_of_ms, *(x for x in lowers if x is not None)})
-    bound_array = np.array(bounds, dtype=np.int64)
+    # bounds[0] is as_of_ms; bounds[1 + i] is the lower edge of window pair i
+    bounds = [as_of_ms, *(((as_of_ms - w) // h) * h for w, h in plan.pairs)]
     if len(slices) == 1:  # the common case after compaction: no partials to merge
         run, lo, hi = slices[0]
-        where = dict(zip(bounds, (run.event_ms[lo:hi].searchsorted(bound_array) + lo).tolist(), strict=True))
-        end = where[as_of_ms]
+        positions = (run.event_ms[lo:hi].searchsorted(bounds) + lo).tolist()
+        end = positions[0]
         result = {}
-        for agg, lower in zip(feed.aggs, lowers, strict=True):
-            start = lo if lower is None else where[lower]
-            result[agg.name] = _single(agg, run, start, end, as_of_ms)
+        for agg, slot in zip(feed.aggs, plan.slots, strict=True):
+            result[agg.name] = _single(agg, run, lo if slot < 0 else positions[slot + 1], end, as_of_ms)
         return result
     partials: list[list[Partial]] = [[] for _ in feed.aggs]
     for run, lo, hi in slices:
         times = run.event_ms[lo:hi]
         if times[0] >= as_of_ms:
             continue
-        positions = (times.searchsorted(bound_array) + lo).tolist()
-        where = dict(zip(bounds, positions, strict=True))
-        end = where[as_of_ms]
-        for index, agg in enumerate(feed.aggs):
-            lower = lowers[index]
-            start = lo if lower is None else where[lower]
+        positions = (times.searchsorted(bounds) + lo).tolist()
+        end = positions[0]
+        for index, (agg, slot) in enumerate(zip(feed.aggs, plan.slots, strict=True)):
+            start = lo if slot < 0 else positions[slot + 1]
             if start < end:
                 partials[index].append(_partial(agg, run, start, end))
     return {agg.name: _finish(agg, partials[i], as_of_ms) for i, agg in enumerate(feed.aggs)}
@@ -62,8 +91,7 @@ def _single(agg: AggPlan, run: Run, start: int, end: int, as_of_ms: int) -> Any:
     if op == "count":
         if start >= end:
             return 0
-        mask = run.values.get(agg.valid_column)
-        if mask is None:
+        if agg.filter is None:
             return end - start
         prefix = run.prefix(agg.valid_column)
         return int(prefix[end] - prefix[start])
