@@ -48,3 +48,22 @@ def test_ingest_to_s3_and_from_an_s3_prefix(tmp_path: Path, s3_bucket: str, s3_s
         [f"s3://{s3_bucket}/incoming/views/part-0.jsonl"]
     )
     assert again.streams["views"].skipped_inputs == 1 and lake.count("views") == 120
+
+
+def test_tables_on_s3_reopen_with_the_same_answers(s3_bucket: str) -> None:
+    import pyarrow as pa
+
+    from clickwise.tables import Tables
+
+    pipeline = small_pipeline()
+    root = open_root(f"s3://{s3_bucket}/tables-state")
+    views = [{"view_id": f"v{i}", "user_id": f"u{i % 3}", "price": 1.5, "ts": T0 + i * 60_000} for i in range(90)]
+    Ingestor(pipeline, root, clock=NOW).ingest_table(pa.Table.from_pylist(views), "views", tag="one")
+    tables = Tables.open(pipeline, root, clock=NOW)
+    tables.catch_up()
+    moment = T0 + 45 * 60_000 + 1
+    expected = [tables.get_one("user", f"u{i}", moment) for i in range(3)]
+    assert expected[0]["views_1h"] == 16
+    fresh = Tables.open(pipeline, open_root(f"s3://{s3_bucket}/tables-state"), clock=NOW)  # a new machine
+    assert [fresh.get_one("user", f"u{i}", moment) for i in range(3)] == expected
+    assert fresh.catch_up().files == 0
