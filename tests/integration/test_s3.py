@@ -57,7 +57,9 @@ def test_tables_on_s3_reopen_with_the_same_answers(s3_bucket: str) -> None:
 
     pipeline = small_pipeline()
     root = open_root(f"s3://{s3_bucket}/tables-state")
-    views = [{"view_id": f"v{i}", "user_id": f"u{i % 3}", "price": 1.5, "ts": T0 + i * 60_000} for i in range(90)]
+    views = [
+        {"view_id": f"v{i}", "user_id": f"u{i % 3}", "price": 1.5, "ts": T0 + i * 60_000} for i in range(90)
+    ]
     Ingestor(pipeline, root, clock=NOW).ingest_table(pa.Table.from_pylist(views), "views", tag="one")
     tables = Tables.open(pipeline, root, clock=NOW)
     tables.catch_up()
