@@ -28,7 +28,15 @@ from clickwise.tables.evaluate import evaluate_feed, finish_ratios
 from clickwise.tables.feeds import Feed, RatioPlan, table_feeds, table_ratios
 from clickwise.tables.hashing import hash_text
 from clickwise.tables.joins import resolve
-from clickwise.tables.runs import KEY_SEPARATOR, Run, build_run, drop_before, key_text, merge_runs
+from clickwise.tables.runs import (
+    KEY_SEPARATOR,
+    Run,
+    build_run,
+    drop_before,
+    key_text,
+    merge_runs,
+    read_key_texts,
+)
 from clickwise.tables.state import (
     Checkpoint,
     load_checkpoint,
@@ -94,7 +102,9 @@ class Tables:
         remove_unreferenced(root, checkpoint)
         tables = cls(pipeline, root, checkpoint, clock or SystemClock())
         for feed_name, paths in checkpoint.runs.items():
-            tables._runs[feed_name] = [Run.from_bytes(root.read_bytes(path)) for path in paths]
+            tables._runs[feed_name] = [
+                Run.from_bytes(root.read_bytes(path), texts=_texts_loader(root, path)) for path in paths
+            ]
             tables._loaded[feed_name] = list(tables._runs[feed_name])
         for stream, path in checkpoint.pending.items():
             tables._pending[stream] = pl.from_arrow(root.read_parquet([path]))  # type: ignore[assignment]
@@ -459,6 +469,10 @@ class Tables:
         if len(parts) != len(fields):
             raise TableReadError(f"table {table!r} is keyed by {fields}; got {key!r}")
         return hash_text(key_text(parts))
+
+
+def _texts_loader(root: Root, path: str) -> Callable[[], pa.Array]:
+    return lambda: read_key_texts(root.read_bytes(path))
 
 
 def _split(text: str, fields: int) -> tuple[str, ...] | str | None:

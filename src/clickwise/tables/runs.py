@@ -10,6 +10,7 @@ text, so hashes are recomputed on load and never persisted.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,13 @@ class Run:
     texts).
     """
 
+    @property
+    def key_texts(self) -> pa.Array:
+        """The text of each distinct key (loaded from the run file on first use)."""
+        if callable(self.texts_ref):
+            self.texts_ref = self.texts_ref()
+        return self.texts_ref
+
     def decode(self, column: str, value: Any) -> Any:
         """A stored value as the user sees it (a code of a text column becomes its text)."""
         labels = self.labels.get(column)
@@ -64,7 +72,7 @@ class Run:
     values: dict[str, np.ndarray]  # per aggregation column name
     distinct: np.ndarray
     starts: np.ndarray
-    key_texts: pa.Array
+    texts_ref: pa.Array | Callable[[], pa.Array]  # or a loader: texts are read only when asked for
     labels: dict[str, np.ndarray] = field(default_factory=dict)  # text columns: sorted distinct values
     _prefix: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _start_list: list[int] | None = field(default=None, repr=False)
@@ -115,26 +123,25 @@ class Run:
         dictionary = list(self.labels)
         counts = pa.array(np.diff(self.starts).astype(np.int64))
         first = _parquet(events, dictionary=dictionary, encodings=delta)
-        second = _parquet(pa.table({"text": self.key_texts, "count": counts}), dictionary=[], encodings={})
+        keys = pa.table({"hash": pa.array(self.distinct), "count": counts, "text": self.key_texts})
+        second = _parquet(keys, dictionary=[], encodings={})
         return len(first).to_bytes(8, "little") + first + second
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Run:
+    def from_bytes(cls, data: bytes, *, texts: Callable[[], pa.Array] | None = None) -> Run:
+        """A run from :meth:`to_bytes` output. With ``texts`` (a loader), key texts are not read
+        now: only snapshots and key listings need them."""
         size = int.from_bytes(data[:8], "little")
-        first = pa.BufferReader(data[8 : 8 + size])
-        schema = pq.read_schema(first)
+        schema = pq.read_schema(pa.BufferReader(data[8 : 8 + size]))
         texts_columns = [
             f.name
             for f in schema
             if f.name.startswith("v_") and (pa.types.is_string(f.type) or pa.types.is_dictionary(f.type))
         ]
         events = pq.read_table(pa.BufferReader(data[8 : 8 + size]), read_dictionary=texts_columns)
-        keys = pq.read_table(pa.BufferReader(data[8 + size :]))
-        texts = keys.column("text").combine_chunks()
-        counts = keys.column("count").to_numpy()
-        distinct = hash_texts(texts)
-        if len(distinct) > 1 and not bool(np.all(distinct[1:] > distinct[:-1])):
-            raise ValueError("run keys are not in hash order; the run file is damaged")
+        keys = pq.read_table(pa.BufferReader(data[8 + size :]), columns=["hash", "count"])
+        distinct = _to_numpy(keys.column("hash"))
+        counts = _to_numpy(keys.column("count"))
         starts = np.zeros(len(counts) + 1, dtype=np.int64)
         np.cumsum(counts, out=starts[1:])
         fixed = ("event_ms", "arrival_ms")
@@ -148,7 +155,14 @@ class Run:
             values[name], labels[name] = _codes_from_dictionary(events.column(name))
         arrival = _to_numpy(events.column("arrival_ms")) if "arrival_ms" in events.column_names else None
         event_ms = _to_numpy(events.column("event_ms"))
-        return cls(event_ms, arrival, values, distinct, starts, texts, labels)
+        key_texts = texts if texts is not None else read_key_texts(data)
+        return cls(event_ms, arrival, values, distinct, starts, key_texts, labels)
+
+
+def read_key_texts(data: bytes) -> pa.Array:
+    """The key texts of a run file (one per distinct key, in hash order)."""
+    size = int.from_bytes(data[:8], "little")
+    return pq.read_table(pa.BufferReader(data[8 + size :]), columns=["text"]).column("text").combine_chunks()
 
 
 def _parquet(table: pa.Table, *, dictionary: list[str], encodings: dict[str, str]) -> bytes:
@@ -156,6 +170,7 @@ def _parquet(table: pa.Table, *, dictionary: list[str], encodings: dict[str, str
     pq.write_table(
         table,
         sink,
+        row_group_size=max(1, table.num_rows),  # one chunk per column: numpy views without copies
         compression="zstd",
         use_dictionary=dictionary,
         column_encoding=encodings or None,
@@ -180,8 +195,8 @@ def _codes_from_dictionary(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndar
 
 
 def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
-    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        return column.to_numpy(zero_copy_only=False)
+    if column.num_chunks == 1:
+        return column.chunk(0).to_numpy(zero_copy_only=False)
     return column.to_numpy()
 
 
