@@ -41,13 +41,14 @@ from clickwise.time import MS_PER_DAY, SystemClock
 STREAMS = ("impressions", "clicks", "predictions")
 
 READER = r"""
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 from clickwise.examples import example_path
 from clickwise.spec import load_pipeline
 from clickwise.storage import open_root
 from clickwise.tables import Tables
-root, users_file, low, high, samples = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+root, users_file = sys.argv[1], sys.argv[2]
+low, high, samples = (int(x) for x in sys.argv[3:6])
 pipeline = load_pipeline(example_path("adclick"))
 started = time.perf_counter()
 tables = Tables.open(pipeline, open_root(root))
@@ -66,12 +67,17 @@ for user, moment in zip(picks, moments.tolist()):
     t = time.perf_counter_ns(); tables.get_one("user", user, moment); past.append(time.perf_counter_ns() - t)
 country = []
 for moment in moments[:2000].tolist():
-    t = time.perf_counter_ns(); tables.get_one("country", "US", moment); country.append(time.perf_counter_ns() - t)
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    t = time.perf_counter_ns()
+    tables.get_one("country", "US", moment)
+    country.append(time.perf_counter_ns() - t)
+status = open("/proc/self/status").read()  # VmHWM: this process's peak (ru_maxrss keeps the parent's)
+rss = int(status.split("VmHWM:")[1].split()[0]) * 1024
+steady = int(status.split("VmRSS:")[1].split()[0]) * 1024
 q = lambda xs, p: float(np.percentile(np.array(xs) / 1000, p))
 print(json.dumps({"startup_s": startup, "now_p50_us": q(now, 50), "now_p99_us": q(now, 99),
-                  "asof_p50_us": q(past, 50), "asof_p99_us": q(past, 99), "country_asof_p99_us": q(country, 99),
-                  "rss_bytes": rss, "runs": tables.run_counts()}))
+                  "asof_p50_us": q(past, 50), "asof_p99_us": q(past, 99),
+                  "country_asof_p99_us": q(country, 99),
+                  "rss_bytes": rss, "steady_rss_bytes": steady, "runs": tables.run_counts()}))
 """
 
 
@@ -102,6 +108,7 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=8.0)
     parser.add_argument("--samples", type=int, default=20_000)
     parser.add_argument("--workdir", type=Path, default=None, help="Keep data here (default: a temp dir).")
+    parser.add_argument("--reads-only", action="store_true", help="Reuse the workdir's table state.")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cw-bench-tables-"))
     pipeline = load_pipeline(example_path("adclick"))
@@ -118,36 +125,43 @@ def main() -> None:
             started = time.perf_counter()
             Ingestor(pipeline, open_root(root_dir)).ingest_files([str(data / s) for s in STREAMS])
             print(f"lake ingest in {time.perf_counter() - started:.1f} s")
-        shutil.rmtree(root_dir / "tables", ignore_errors=True)
         root = open_root(root_dir)
-        started = time.perf_counter()
-        report = Tables.open(pipeline, root).catch_up()
-        update_s = time.perf_counter() - started
-        events = sum(report.events.values())
-        floor_s, floor_events = _floor_s(root_dir)
-        print(
-            f"tables update: {events:,} events in {update_s:.1f} s = {events / update_s:,.0f} events/s "
-            f"(durable, incl. final compaction); numpy floor (sort {floor_events:,} events by user, time) "
-            f"{floor_s:.2f} s; ratio update/floor {update_s / floor_s:.1f}x"
-        )
-        lake_bytes, state_bytes = _bytes(root_dir / "lake"), _bytes(root_dir / "tables")
-        print(
-            f"state on disk {state_bytes / 1e6:.0f} MB, lake {lake_bytes / 1e6:.0f} MB: ratio {state_bytes / lake_bytes:.2f}"
-        )
+        if not args.reads_only:
+            shutil.rmtree(root_dir / "tables", ignore_errors=True)
+            started = time.perf_counter()
+            report = Tables.open(pipeline, root).catch_up()
+            update_s = time.perf_counter() - started
+            events = sum(report.events.values())
+            floor_s, floor_events = _floor_s(root_dir)
+            print(
+                f"tables update: {events:,} events in {update_s:.1f} s = {events / update_s:,.0f} events/s"
+                " (durable, incl. final compaction); "
+                f"numpy floor (sort {floor_events:,} events by user, time) {floor_s:.2f} s; "
+                f"ratio update/floor {update_s / floor_s:.1f}x"
+            )
+            lake_bytes, state_bytes = _bytes(root_dir / "lake"), _bytes(root_dir / "tables")
+            print(
+                f"state on disk {state_bytes / 1e6:.0f} MB, lake {lake_bytes / 1e6:.0f} MB: "
+                f"ratio {state_bytes / lake_bytes:.2f}"
+            )
         users_file = workdir / "users.txt"
         users = Lake(root, pipeline).read_all("predictions", columns=["user_id"]).column("user_id").unique()
         users_file.write_text("\n".join(users.to_pylist()))
         low = max(start_ms, end_ms - 7 * MS_PER_DAY)
         result = subprocess.run(
-            [sys.executable, "-c", READER, str(root_dir), str(users_file), str(low), str(end_ms), str(args.samples)],
+            [sys.executable, "-c", READER, str(root_dir), str(users_file), str(low), str(end_ms),
+             str(args.samples)],
             check=True, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
         )  # fmt: skip
         reads = json.loads(result.stdout)
         print(
-            f"fresh process: startup {reads['startup_s']:.2f} s; get_one now p50 {reads['now_p50_us']:.0f} us "
-            f"p99 {reads['now_p99_us']:.0f} us; as-of (random times in the data) p50 {reads['asof_p50_us']:.0f} us "
+            f"fresh process: startup {reads['startup_s']:.2f} s; "
+            f"get_one now p50 {reads['now_p50_us']:.0f} us p99 {reads['now_p99_us']:.0f} us; "
+            f"as-of (random times in the data) p50 {reads['asof_p50_us']:.0f} us "
             f"p99 {reads['asof_p99_us']:.0f} us; country as-of p99 {reads['country_asof_p99_us']:.0f} us; "
-            f"RSS {reads['rss_bytes'] / 2**30:.2f} GiB over {len(users):,} users"
+            f"peak RSS {reads['rss_bytes'] / 2**30:.2f} GiB, "
+            f"at the end {reads['steady_rss_bytes'] / 2**30:.2f} GiB, "
+            f"over {len(users):,} users"
         )
         print(f"runs per feed: {reads['runs']}")
     finally:

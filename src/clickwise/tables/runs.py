@@ -142,8 +142,7 @@ class Run:
         keys = pq.read_table(pa.BufferReader(data[8 + size :]), columns=["hash", "count"])
         distinct = _to_numpy(keys.column("hash"))
         counts = _to_numpy(keys.column("count"))
-        starts = np.zeros(len(counts) + 1, dtype=np.int64)
-        np.cumsum(counts, out=starts[1:])
+        starts = starts_from_counts(counts)
         fixed = ("event_ms", "arrival_ms")
         values = {
             name: _to_numpy(events.column(name))
@@ -200,6 +199,14 @@ def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
     return column.to_numpy()
 
 
+def starts_from_counts(counts: np.ndarray) -> np.ndarray:
+    """Where each key's rows begin (plus the end), as int32 when the run allows (half the memory)."""
+    total = int(counts.sum()) if len(counts) else 0
+    starts = np.zeros(len(counts) + 1, dtype=np.int32 if total < 2**31 else np.int64)
+    np.cumsum(counts, out=starts[1:], dtype=starts.dtype)
+    return starts
+
+
 def key_order(key_hash: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A stable permutation grouping rows by key hash (ascending), the distinct hashes, and where
     each group starts. Rows already in time order stay in time order within their key.
@@ -214,7 +221,7 @@ def key_order(key_hash: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         order = np.argsort(key_hash, kind="stable")
         ordered = key_hash[order]
         starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-        return order, ordered[starts], np.r_[starts, len(ordered)].astype(np.int64)
+        return order, ordered[starts], starts_from_counts(np.diff(np.r_[starts, len(ordered)]))
     distinct = np.sort(pl.Series(key_hash, dtype=pl.UInt64).unique().to_numpy())
     rank = np.searchsorted(distinct, key_hash).astype(np.uint32)
     order = np.argsort((rank & 0xFFFF).astype(np.uint16), kind="stable")
@@ -222,9 +229,7 @@ def key_order(key_hash: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         high = (rank[order] >> 16).astype(np.uint16)
         order = order[np.argsort(high, kind="stable")]
     counts = np.bincount(rank, minlength=len(distinct))
-    starts = np.zeros(len(distinct) + 1, dtype=np.int64)
-    np.cumsum(counts, out=starts[1:])
-    return order, distinct, starts
+    return order, distinct, starts_from_counts(counts)
 
 
 def _assemble(
@@ -360,8 +365,7 @@ def merge_runs(runs: list[Run]) -> Run:
         arrival = np.concatenate([r.arrival_ms for r in runs if r.arrival_ms is not None])[order]
     values, labels = _merged_values(runs, order)
     counts = np.bincount(rank, minlength=len(distinct))
-    starts = np.zeros(len(distinct) + 1, dtype=np.int64)
-    np.cumsum(counts, out=starts[1:])
+    starts = starts_from_counts(counts)
     texts = pa.concat_arrays([r.key_texts for r in runs]).take(pa.array(first))
     return Run(event_ms[order], arrival, values, distinct, starts, texts, labels)
 
@@ -405,8 +409,7 @@ def drop_before(run: Run, cutoff_ms: int) -> Run:
     index = np.flatnonzero(keep)
     kept_per_key = np.add.reduceat(keep.astype(np.int64), run.starts[:-1]) if len(run.distinct) else keep[:0]
     live = np.flatnonzero(kept_per_key > 0)
-    starts = np.zeros(len(live) + 1, dtype=np.int64)
-    np.cumsum(kept_per_key[live], out=starts[1:])
+    starts = starts_from_counts(kept_per_key[live])
     return Run(
         run.event_ms[index],
         None if run.arrival_ms is None else run.arrival_ms[index],
