@@ -97,7 +97,9 @@ class Lake:
     def remove_tag(self, stream: str, tag_prefix: str) -> int:
         """Delete files of an interrupted write (names ``part-<tag_prefix>*``); returns how many."""
         doomed = [
-            f.path for f in self.files(stream) if f.path.rsplit("/", 1)[-1].startswith(f"part-{tag_prefix}")
+            f.path
+            for f in self.files(stream, completed_only=False)
+            if f.path.rsplit("/", 1)[-1].startswith(f"part-{tag_prefix}")
         ]
         for path in doomed:
             self.root.delete(path)
@@ -132,10 +134,24 @@ class Lake:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def files(self, stream: str, start_ms: int | None = None, end_ms: int | None = None) -> list[LakeFile]:
-        """Lake files of a stream whose hour overlaps ``[start_ms, end_ms)``, in time order."""
+    def files(
+        self,
+        stream: str,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        *,
+        completed_only: bool = True,
+    ) -> list[LakeFile]:
+        """Lake files of a stream whose hour overlaps ``[start_ms, end_ms)``, in time order.
+
+        Only files of inputs whose ingest finished count (the manifest lists them): files left by
+        an ingest that crashed are not events yet; they are removed when that input is redone.
+        """
+        completed = set(self.completed_files(stream)) if completed_only else None
         found = []
         for path in self.root.list_files(f"lake/{stream}", suffix=".parquet"):
+            if completed is not None and path not in completed:
+                continue
             hour_ms = partition_hour_ms(path)
             if hour_ms is None:
                 continue

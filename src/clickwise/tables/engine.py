@@ -38,6 +38,7 @@ from clickwise.tables.runs import (
     read_key_texts,
 )
 from clickwise.tables.state import (
+    EXPIRED_PREFIX,
     Checkpoint,
     load_checkpoint,
     remove_unreferenced,
@@ -271,8 +272,14 @@ class Tables:
         reason = f"older than the {format_duration_ms(retention)} retention of table {table_name!r}"
         for row in old.select(pl.all().exclude("_arrival_ms")).iter_rows(named=True):
             batch.add(reason, "_event_ms", orjson.dumps(row, default=str).decode(), -1)
-        tag = f"expired-{self._checkpoint.sequence + 1:08d}-{table_name}-{count}"
-        DeadLetters(self.root).write(stream, batch, source="tables", tag=tag, arrival_ms=self.clock.now_ms())
+        tag = (
+            f"{EXPIRED_PREFIX.removeprefix('part-')}{self._checkpoint.sequence + 1:08d}-{table_name}-{count}"
+        )
+        path = DeadLetters(self.root).write(
+            stream, batch, source="tables", tag=tag, arrival_ms=self.clock.now_ms()
+        )
+        if path is not None:
+            self._checkpoint.dead_letters.append(path)  # counts only once the checkpoint is saved
         return events.filter(~expired)
 
     def _add_run(self, feed: Feed, events: pl.DataFrame, new_runs: dict[str, list[Run]]) -> None:

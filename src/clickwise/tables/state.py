@@ -8,7 +8,8 @@ Layout under the root::
 
 A run file is written before the checkpoint that names it, and the checkpoint is replaced
 atomically, so a crash at any moment leaves either the old state or the new one. Files no
-checkpoint names are leftovers of an interrupted update and are deleted on open. The lake files
+checkpoint names are leftovers of an interrupted update and are deleted on open (so are dead-letter
+files of expired events that no checkpoint names). The lake files
 applied are stored in the same checkpoint as the runs they produced, so no event is lost or
 counted twice.
 """
@@ -26,6 +27,8 @@ from clickwise.spec import Pipeline
 from clickwise.storage import Root
 
 CHECKPOINT = "tables/checkpoint.json"
+EXPIRED_PREFIX = "part-expired-"
+"""Dead-letter files of events past retention start so; only those a checkpoint names count."""
 FORMAT_VERSION = 1
 
 
@@ -49,6 +52,7 @@ class Checkpoint:
     applied: list[str] = field(default_factory=list)
     pending: dict[str, str] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
+    dead_letters: list[str] = field(default_factory=list)  # expired events, committed with the state
 
     def to_bytes(self) -> bytes:
         return orjson.dumps({"version": FORMAT_VERSION, **self.__dict__}, option=orjson.OPT_INDENT_2)
@@ -89,4 +93,9 @@ def remove_unreferenced(root: Root, checkpoint: Checkpoint) -> int:
             if path not in named:
                 root.delete(path)
                 removed += 1
+    committed = set(checkpoint.dead_letters)
+    for path in root.list_files("deadletters", suffix=".parquet"):
+        if path.rsplit("/", 1)[-1].startswith(EXPIRED_PREFIX) and path not in committed:
+            root.delete(path)  # written by an update that crashed before its checkpoint
+            removed += 1
     return removed
