@@ -260,10 +260,20 @@ def _parse_key(pipeline: Any, table: str, text: str | None) -> Any:
     return tuple(str(p) for p in parts)
 
 
-def _as_of(text: str | None) -> int | None:
+def _cell(value: Any) -> str:
+    if value is None:
+        return "null"
+    return f"{value:,.6g}" if isinstance(value, float) else str(value)
+
+
+def _open_tables(pipeline_path: Path, root: str | None, as_of: str | None) -> tuple[Any, Any, int]:
+    """The pipeline, its tables, and the moment to read (``--as-of``, else now)."""
+    from clickwise.tables import Tables
     from clickwise.time import parse_instant_ms
 
-    return None if text is None else parse_instant_ms(text)
+    p, r = _open(pipeline_path, root)
+    tables = Tables.open(p, r)
+    return p, tables, tables.now_ms() if as_of is None else parse_instant_ms(as_of)
 
 
 AsOfOpt = Annotated[
@@ -286,23 +296,16 @@ def lookup(
     """A table's aggregations for one key, now or as of a past moment (events at that moment excluded)."""
 
     def body() -> None:
-        from clickwise.tables import Tables
         from clickwise.time import format_ms
 
-        p, r = _open(pipeline, root)
-        tables = Tables.open(p, r)
-        moment = _as_of(as_of)
-        if moment is None:
-            moment = tables.now_ms()
+        p, tables, moment = _open_tables(pipeline, root, as_of)
         values = tables.get_one(table, _parse_key(p, table, key), moment)
         if as_json:
             _print_json({"table": table, "key": key, "as_of_ms": moment, "values": values})
             return
         grid = Table("aggregation", "value", title=f"{table} {key or ''} as of {format_ms(moment)}")
         for name, value in values.items():
-            grid.add_row(
-                name, "null" if value is None else f"{value:,.6g}" if isinstance(value, float) else str(value)
-            )
+            grid.add_row(name, _cell(value))
         out.print(grid)
 
     _run(body)
@@ -322,13 +325,7 @@ def snapshot(
     def body() -> None:
         import pyarrow.parquet as pq
 
-        from clickwise.tables import Tables
-
-        p, r = _open(pipeline, root)
-        tables = Tables.open(p, r)
-        moment = _as_of(as_of)
-        if moment is None:
-            moment = tables.now_ms()
+        _, tables, moment = _open_tables(pipeline, root, as_of)
         result = tables.snapshot(table, moment)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(result, out_path, compression="zstd")
@@ -423,7 +420,7 @@ def run(
             if as_json:
                 _print_json(report)
             elif report["tables"]["files"] or report["ingested"]:
-                out.print(_describe_update(report["tables"]), highlight=False)
+                out.print(_describe_update(report["tables"]), highlight=False, soft_wrap=True)
 
     _run(body)
 

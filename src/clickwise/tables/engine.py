@@ -40,6 +40,7 @@ from clickwise.tables.runs import (
 from clickwise.tables.state import (
     EXPIRED_PREFIX,
     Checkpoint,
+    StateError,
     load_checkpoint,
     remove_unreferenced,
     save_checkpoint,
@@ -103,9 +104,7 @@ class Tables:
         remove_unreferenced(root, checkpoint)
         tables = cls(pipeline, root, checkpoint, clock or SystemClock())
         for feed_name, paths in checkpoint.runs.items():
-            tables._runs[feed_name] = [
-                Run.from_bytes(root.read_bytes(path), texts=_texts_loader(root, path)) for path in paths
-            ]
+            tables._runs[feed_name] = [_load_run(root, path) for path in paths]
             tables._loaded[feed_name] = list(tables._runs[feed_name])
         for stream, path in checkpoint.pending.items():
             tables._pending[stream] = pl.from_arrow(root.read_parquet([path]))  # type: ignore[assignment]
@@ -476,6 +475,16 @@ class Tables:
         if len(parts) != len(fields):
             raise TableReadError(f"table {table!r} is keyed by {fields}; got {key!r}")
         return hash_text(key_text(parts))
+
+
+def _load_run(root: Root, path: str) -> Run:
+    try:
+        return Run.from_bytes(root.read_bytes(path), texts=_texts_loader(root, path))
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise StateError(
+            f"cannot read table state file {root.url}/{path} ({exc}); rebuild the tables from the lake "
+            "with `clickwise run --rebuild --once`"
+        ) from exc
 
 
 def _texts_loader(root: Root, path: str) -> Callable[[], pa.Array]:
