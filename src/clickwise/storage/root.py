@@ -107,6 +107,17 @@ class Root:
         ]
         return sorted(path for path in found if path.endswith(suffix))
 
+    def remove_temporaries(self, prefix: str = "") -> int:
+        """Delete temporary files left by writes that were killed before their rename (local
+        roots only: object-store puts leave none). Call only while no other writer is active."""
+        if not self.is_local():
+            return 0
+        selector = pafs.FileSelector(self.path(prefix), recursive=True, allow_not_found=True)
+        stale = [info.path for info in self.fs.get_file_info(selector) if _TMP_MARK in info.base_name]
+        for path in stale:
+            self.fs.delete_file(path)
+        return len(stale)
+
     def delete(self, relative: str) -> None:
         try:
             self.fs.delete_file(self.path(relative))

@@ -29,7 +29,7 @@ from clickwise.storage import Root
 CHECKPOINT = "tables/checkpoint.json"
 EXPIRED_PREFIX = "part-expired-"
 """Dead-letter files of events past retention start so; only those a checkpoint names count."""
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: run files store key hashes; checkpoints list expired-event dead letters
 
 
 class StateError(ClickwiseError):
@@ -93,6 +93,7 @@ def remove_unreferenced(root: Root, checkpoint: Checkpoint) -> int:
             if path not in named:
                 root.delete(path)
                 removed += 1
+    removed += root.remove_temporaries("tables")
     committed = set(checkpoint.dead_letters)
     for path in root.list_files("deadletters", suffix=".parquet"):
         if path.rsplit("/", 1)[-1].startswith(EXPIRED_PREFIX) and path not in committed:
