@@ -20,9 +20,7 @@ import zoneinfo
 from dataclasses import dataclass
 from typing import Protocol
 
-import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from clickwise.errors import TimeFormatError
 
@@ -43,7 +41,13 @@ _UNITS_MS = {
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|min|m|h|d|w)\s*$")
 
 # Formats a stream may declare for its event-time field. Anything else is a strptime pattern.
-EPOCH_FORMATS = {"epoch_ms": 1, "epoch_s": MS_PER_SECOND, "epoch_us": None, "epoch_ns": None}
+EPOCH_FORMATS = {
+    "epoch_ms": (1, 1),
+    "epoch_s": (MS_PER_SECOND, 1),
+    "epoch_us": (1, 1000),
+    "epoch_ns": (1, 1_000_000),
+}
+"""Epoch formats and how to reach milliseconds from them: (multiply by, then floor-divide by)."""
 TEXT_FORMATS = {"iso"}
 
 
@@ -230,8 +234,7 @@ def _parse_epoch(values: pl.Series, fmt: str) -> pl.Series:
         as_int = values.cast(pl.Int64, strict=False)
         as_float = pl.Series(values.name, [None] * len(values), dtype=pl.Float64)
     frame = pl.DataFrame({"i": as_int, "f": as_float})
-    scale = {"epoch_ms": (1, 1), "epoch_s": (1000, 1), "epoch_us": (1, 1000), "epoch_ns": (1, 1_000_000)}[fmt]
-    mul, div = scale
+    mul, div = EPOCH_FORMATS[fmt]
     float_ok = pl.col("f").is_finite() & (pl.col("f").abs() < 9e15)
     out = frame.select(
         pl.when(pl.col("i").is_not_null())
@@ -301,13 +304,3 @@ def _local_to_ms(wall: pl.Expr, zone: str | None) -> pl.Expr:
         return wall.dt.replace_time_zone(tz.key, ambiguous="earliest", non_existent="null").dt.epoch("ms")
     offset = tz.utcoffset(None) or dt.timedelta(0)
     return wall.dt.epoch("ms") - int(offset.total_seconds() * 1000)
-
-
-def hour_floor_ms(event_ms: np.ndarray) -> np.ndarray:
-    """Start of the UTC hour of each time (vectorized)."""
-    return (event_ms // MS_PER_HOUR) * MS_PER_HOUR
-
-
-def to_arrow_ms(values: pl.Series) -> pa.Array:
-    """An int64 Arrow array from a polars series of epoch milliseconds."""
-    return values.cast(pl.Int64).to_arrow()

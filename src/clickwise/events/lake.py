@@ -22,6 +22,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from clickwise.events.validate import ARRIVAL_MS, EVENT_MS
 from clickwise.spec import Pipeline
@@ -207,8 +208,6 @@ class Lake:
 
     def count(self, stream: str) -> int:
         """Events stored for a stream (from Parquet footers; no data is read)."""
-        import pyarrow.parquet as pq
-
         total = 0
         for f in self.files(stream):
             total += pq.ParquetFile(self.root.path(f.path), filesystem=self.root.fs).metadata.num_rows

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from clickwise.errors import InputError
 from clickwise.spec import StreamDef
 from clickwise.storage import Root, open_root
+from clickwise.time import EPOCH_FORMATS
 
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -218,12 +219,7 @@ def _json_schema(stream: StreamDef) -> pa.Schema:
     fields = []
     for name, spec in stream.fields.items():
         kind = spec.type
-        if name == stream.time.field and stream.time.format not in (
-            "epoch_ms",
-            "epoch_s",
-            "epoch_us",
-            "epoch_ns",
-        ):
+        if name == stream.time.field and stream.time.format not in EPOCH_FORMATS:
             kind = "string"
         fields.append(pa.field(stream.source_name(name), arrow[kind]))
     return pa.schema(fields)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from pydantic import BaseModel as _BaseModel
@@ -11,7 +10,6 @@ from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema
 from clickwise.time import parse_duration_ms
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
-_NAME = re.compile(NAME_PATTERN)
 
 
 class Definition(_BaseModel):
@@ -52,8 +50,3 @@ Window = Annotated[
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 """Names of streams, fields, tables and features: letters, digits, underscore; 64 at most."""
-
-
-def is_name(text: str) -> bool:
-    """True when ``text`` may name a stream, field, table or feature."""
-    return bool(_NAME.match(text))

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from clickwise.errors import ClickwiseError
 from clickwise.events.deadletters import DeadLetterBatch, DeadLetters
-from clickwise.events.lake import Lake
+from clickwise.events.lake import Lake, partition_hour_ms
 from clickwise.spec import Pipeline
 from clickwise.storage import Root
 from clickwise.tables.evaluate import evaluate_feed, finish_ratios
@@ -152,7 +152,7 @@ class Tables:
         if len(windows) > 1:
             self.compact()
         report.watermark_ms = self.watermark_ms
-        report.pending = sum(frame.height for frame in self._pending.values())
+        report.pending = self.pending_count()
         return report
 
     def _streams_in_order(self) -> list[str]:
@@ -236,17 +236,24 @@ class Tables:
         return events
 
     def _apply_stream(
-        self, stream: str, events: pl.DataFrame, report: UpdateReport, new_runs: dict[str, list[Run]]
+        self,
+        stream: str,
+        events: pl.DataFrame,
+        report: UpdateReport,
+        new_runs: dict[str, list[Run]],
+        *,
+        only_waiting: bool = False,
     ) -> None:
+        """Add the stream's events to every feed it has; an event whose join found nothing waits
+        for the feeds that need the join's output. ``only_waiting`` retries just those feeds."""
         for table_name, feeds in self._feeds.items():
             for feed in feeds:
-                if feed.stream != stream:
+                if feed.stream != stream or (only_waiting and not feed.waits_for_join):
                     continue
                 batch = events
                 if feed.waits_for_join:
-                    ready = pl.all_horizontal(
-                        [pl.col(f).is_not_null() for f in feed.join_fields & set(feed.input_fields())]
-                    )
+                    fields = feed.join_fields & set(feed.input_fields())
+                    ready = pl.all_horizontal([pl.col(f).is_not_null() for f in fields])
                     self._hold(stream, batch.filter(~ready))
                     batch = batch.filter(ready)
                 batch = self._within_retention(table_name, stream, batch, report)
@@ -302,16 +309,7 @@ class Tables:
             retried = self._with_joins(stream, held.drop([c for c in outputs if c in held.columns]))
             retried = retried.sort(["_event_ms", "_arrival_ms"])
             self._pending.pop(stream)
-            for table_name, feeds in self._feeds.items():
-                for feed in feeds:
-                    if feed.stream != stream or not feed.waits_for_join:
-                        continue
-                    fields = feed.join_fields & set(feed.input_fields())
-                    ready = retried.filter(pl.all_horizontal([pl.col(f).is_not_null() for f in fields]))
-                    self._add_run(feed, self._within_retention(table_name, stream, ready, report), new_runs)
-                    self._hold(
-                        stream, retried.filter(~pl.all_horizontal([pl.col(f).is_not_null() for f in fields]))
-                    )
+            self._apply_stream(stream, retried, report, new_runs, only_waiting=True)
             self._expire_pending(stream)
 
     def _expire_pending(self, stream: str) -> None:
@@ -499,7 +497,5 @@ def _split(text: str, fields: int) -> tuple[str, ...] | str | None:
 
 
 def _hour_of(path: str) -> int:
-    from clickwise.events.lake import partition_hour_ms
-
     hour = partition_hour_ms(path)
     return hour if hour is not None else 0
