@@ -24,9 +24,10 @@ from clickwise.events.deadletters import DeadLetterBatch, DeadLetters
 from clickwise.events.lake import Lake, partition_hour_ms
 from clickwise.spec import Pipeline
 from clickwise.storage import Root
+from clickwise.tables.batch import Column, Pairs, evaluate_feed_batch, finish_ratios_batch
 from clickwise.tables.evaluate import evaluate_feed, finish_ratios
 from clickwise.tables.feeds import Feed, RatioPlan, table_feeds, table_ratios
-from clickwise.tables.hashing import hash_text
+from clickwise.tables.hashing import hash_text, hash_texts
 from clickwise.tables.joins import resolve
 from clickwise.tables.runs import (
     KEY_SEPARATOR,
@@ -87,6 +88,7 @@ class Tables:
         self._runs: dict[str, list[Run]] = {}
         self._loaded: dict[str, list[Run]] = {}  # runs as named by the checkpoint, in its order
         self._pending: dict[str, pl.DataFrame] = {}
+        self._merged: dict[str, tuple[tuple[int, ...], Run]] = {}  # bulk reads: one run per feed
 
     # --- opening and persistence --------------------------------------------------------------
 
@@ -401,9 +403,52 @@ class Tables:
         return {name: values[name] for name in self.pipeline.tables[table].aggregations}
 
     def get_many(self, table: str, keys: Sequence[Any], as_of_ms: int | None = None) -> list[dict[str, Any]]:
-        """:meth:`get_one` for several keys at one moment."""
+        """:meth:`get_one` for several keys at one moment (one bulk evaluation)."""
         moment = self.now_ms() if as_of_ms is None else int(as_of_ms)
-        return [self.get_one(table, key, moment) for key in keys]
+        hashes = np.array([self._key_hash(table, key) for key in keys], dtype=np.uint64)
+        result = self.get_batch(table, hashes, np.full(len(hashes), moment, dtype=np.int64))
+        return result.to_pylist()
+
+    def get_batch(
+        self, table: str, key_hash: np.ndarray, as_of_ms: np.ndarray, known: np.ndarray | None = None
+    ) -> pa.Table:
+        """The aggregations for each pair (``key_hash[i]``, ``as_of_ms[i]``), one row per pair.
+
+        Key hashes come from :func:`key_hashes` (or :meth:`key_hash`); ``known[i]`` False reads as
+        a key without events. The bulk path of backfills and snapshots; equal to :meth:`get_one`.
+        """
+        columns = self.evaluate_batch(table, key_hash, as_of_ms, known)
+        names = list(self.pipeline.tables[table].aggregations)
+        return pa.table({name: columns[name].to_arrow() for name in names})
+
+    def evaluate_batch(
+        self, table: str, key_hash: np.ndarray, as_of_ms: np.ndarray, known: np.ndarray | None = None
+    ) -> dict[str, Column]:
+        """:meth:`get_batch` as numpy columns (values, validity, text labels)."""
+        feeds = self._table_feeds(table)
+        pairs = Pairs.of(key_hash, as_of_ms, known)
+        columns: dict[str, Column] = {}
+        for feed in feeds:
+            columns.update(evaluate_feed_batch(feed, self._single_run(feed.name), pairs))
+        finish_ratios_batch(self._ratios[table], columns)
+        return columns
+
+    def _single_run(self, feed_name: str) -> Run | None:
+        """The feed's runs merged into one for bulk reads (cached until the runs change)."""
+        runs = self._runs.get(feed_name, [])
+        if not runs:
+            return None
+        if len(runs) == 1:
+            return runs[0]
+        identity = tuple(id(run) for run in runs)
+        cached = self._merged.get(feed_name)
+        if cached is None or cached[0] != identity:
+            cached = self._merged[feed_name] = (identity, merge_runs(runs))
+        return cached[1]
+
+    def key_hash(self, table: str, key: Any) -> int:
+        """The hash of one key of ``table`` (a value, a tuple or a dict of the key fields)."""
+        return self._key_hash(table, key)
 
     def keys(self, table: str) -> list[str]:
         """The text of every key with at least one event in the table's state."""
@@ -418,13 +463,14 @@ class Tables:
         moment = self.now_ms() if as_of_ms is None else int(as_of_ms)
         key_fields = self.pipeline.tables[table].key
         texts = self._keys_before(table, moment)
-        rows = [self.get_one(table, _split(text, len(key_fields)), moment) for text in texts]
+        hashes = hash_texts(pa.array(texts, pa.string()))
+        values = self.get_batch(table, hashes, np.full(len(texts), moment, dtype=np.int64))
         columns: dict[str, Any] = {}
         for position, name in enumerate(key_fields):
-            columns[name] = [text.split(KEY_SEPARATOR)[position] for text in texts]
-        for name in self.pipeline.tables[table].aggregations:
-            columns[name] = [row[name] for row in rows]
-        return pa.table(columns) if texts or key_fields else pa.table({k: [] for k in columns})
+            columns[name] = pa.array([text.split(KEY_SEPARATOR)[position] for text in texts], pa.string())
+        for name in values.column_names:
+            columns[name] = values.column(name)
+        return pa.table(columns)
 
     def _keys_before(self, table: str, moment: int) -> list[str]:
         texts: set[str] = set()
@@ -444,11 +490,11 @@ class Tables:
             raise TableReadError(f"the series ends ({to_ms}) before it starts ({from_ms})")
         if (to_ms - from_ms) // every_ms > 100_000:
             raise TableReadError("a history of more than 100,000 points; use a larger step")
-        moments = list(range(from_ms, to_ms + 1, every_ms))
-        rows = [self.get_one(table, key, moment) for moment in moments]
-        columns: dict[str, Any] = {"as_of_ms": moments}
-        for name in self.pipeline.tables[table].aggregations:
-            columns[name] = [row[name] for row in rows]
+        moments = np.arange(from_ms, to_ms + 1, every_ms, dtype=np.int64)
+        hashes = np.full(len(moments), self._key_hash(table, key), dtype=np.uint64)
+        values = self.get_batch(table, hashes, moments)
+        columns = {"as_of_ms": pa.array(moments)}
+        columns.update({name: values.column(name) for name in values.column_names})
         return pa.table(columns)
 
     def _table_feeds(self, table: str) -> list[Feed]:

@@ -35,7 +35,7 @@ def key_text(values: tuple[object, ...]) -> str:
 
 def hash_keys(keys: pl.Series) -> np.ndarray:
     """Stable 64-bit hashes of key texts (hashing each distinct text once when keys repeat)."""
-    if len(keys) > 4096:
+    if len(keys) > 4096 and keys.head(4096).n_unique() * 16 < 4096:  # few keys: hash each once
         distinct = keys.unique()
         if len(distinct) * 2 < len(keys):
             hashes = pl.Series(hash_texts(distinct.to_arrow()), dtype=pl.UInt64)
