@@ -1,0 +1,230 @@
+"""Backfill: one training row per exposure in a time range, from the lake and the lookup tables.
+
+Each row has the exposure's id and time, every feature as of the exposure's time (exactly what
+``clickwise lookup --as-of`` gives: the same tables read through the same definition), the label
+from the outcomes that followed within the horizon, and whether that label is final (mature: the
+data's watermark has passed ``t + horizon``). Work goes hour partition by hour partition, so memory
+holds one hour of exposures (plus the tables), whatever the range.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from clickwise.dataset.writer import DatasetError, DatasetWriter
+from clickwise.events.lake import Lake, LakeFile
+from clickwise.events.validate import ARRIVAL_MS, EVENT_MS
+from clickwise.features import FeatureSet
+from clickwise.labels import label_events, outcome_range_ms
+from clickwise.spec import Pipeline
+from clickwise.storage import Root, open_root
+from clickwise.tables.engine import Tables
+from clickwise.time import MS_PER_HOUR, format_ms
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class BackfillReport:
+    """What a backfill wrote."""
+
+    out: str
+    from_ms: int
+    to_ms: int
+    rows: int = 0
+    positives: int = 0
+    mature: int = 0
+    partitions: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    files: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data["from"] = format_ms(self.from_ms)
+        data["to"] = format_ms(self.to_ms)
+        data["rows_per_s"] = round(self.rows / self.seconds) if self.seconds else None
+        data.pop("files")
+        return data
+
+
+def backfill(
+    pipeline: Pipeline,
+    root: Root,
+    out: str,
+    from_ms: int,
+    to_ms: int,
+    *,
+    fmt: str = "parquet",
+    sagemaker: bool = False,
+    overwrite: bool = False,
+    tables: Tables | None = None,
+    progress: Progress | None = None,
+) -> BackfillReport:
+    """Write the training set of exposures with ``from_ms <= t < to_ms`` to ``out`` (a folder or
+    ``s3://`` URL). The tables are first brought up to date with the lake."""
+    if pipeline.label is None:
+        raise DatasetError("the pipeline has no label: a training set needs one (exposure, outcome, horizon)")
+    if to_ms <= from_ms:
+        raise DatasetError(
+            f"the range is empty: --to ({format_ms(to_ms)}) is not after --from ({format_ms(from_ms)})"
+        )
+    started = time.perf_counter()
+    target = open_root(out)
+    _prepare(target, overwrite)
+    if tables is None:
+        tables = Tables.open(pipeline, root)
+    tables.catch_up()
+    features = FeatureSet(pipeline)
+    label = pipeline.label
+    writer = DatasetWriter(target, features.infos, label.name, fmt=fmt, sagemaker=sagemaker)
+    lake = Lake(root, pipeline)
+    exposures = _by_hour(lake.files(label.exposure, from_ms, to_ms))
+    outcome_files = lake.files(label.outcome, *outcome_range_ms(label, from_ms, to_ms))
+    event_id = pipeline.streams[label.exposure].event_id
+    columns = list(dict.fromkeys([EVENT_MS, ARRIVAL_MS, *([event_id] if event_id else []),
+                                  *features.input_fields(), *label.match]))  # fmt: skip
+    order = [EVENT_MS, *([event_id] if event_id else []), ARRIVAL_MS]  # the lake's own tie-break
+    outcome_columns = list(dict.fromkeys([EVENT_MS, *label.match.values()]))
+    total = sum(_rows(root, f.path) for files in exposures.values() for f in files)
+    watermark = tables.watermark_ms
+    report = BackfillReport(out=target.url, from_ms=from_ms, to_ms=to_ms)
+    hours = sorted(exposures)
+
+    def read(hour_ms: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+        files = exposures[hour_ms]
+        events = pl.from_arrow(root.read_parquet([f.path for f in files], columns=columns))
+        assert isinstance(events, pl.DataFrame)
+        if len(files) > 1:  # each lake file is sorted already; several must be merged
+            events = events.sort(order, maintain_order=True)
+        low, high = outcome_range_ms(label, hour_ms, hour_ms + MS_PER_HOUR)
+        return events, _read_range(root, outcome_files, outcome_columns, low, high)
+
+    def write(hour_ms: int, table: pa.Table) -> None:
+        report.files.append(writer.write(hour_ms, table))
+
+    done = 0
+    # One thread reads the next hour and one writes the last while this one computes (Arrow and
+    # the compiled loops release the GIL); at most one hour waits on each side.
+    with ThreadPoolExecutor(1, "cw-read") as reader, ThreadPoolExecutor(1, "cw-write") as writer_pool:
+        pending_read = reader.submit(read, hours[0]) if hours else None
+        pending_write: Future[None] | None = None
+        for number, hour_ms in enumerate(hours):
+            assert pending_read is not None
+            events, outcomes = pending_read.result()
+            if number + 1 < len(hours):
+                pending_read = reader.submit(read, hours[number + 1])
+            done += events.height
+            events = events.filter((pl.col(EVENT_MS) >= from_ms) & (pl.col(EVENT_MS) < to_ms))
+            if events.height:
+                table = _rows_of(pipeline, tables, features, events, outcomes, event_id, watermark)
+                if pending_write is not None:
+                    pending_write.result()
+                pending_write = writer_pool.submit(write, hour_ms, table)
+                report.rows += table.num_rows
+                report.positives += int(np.count_nonzero(table.column(label.name).to_numpy()))
+                report.mature += int(
+                    np.count_nonzero(table.column("label_mature").to_numpy(zero_copy_only=False))
+                )
+                report.partitions += 1
+            if progress is not None:
+                progress(done, total)
+        if pending_write is not None:
+            pending_write.result()
+    report.bytes = writer.bytes
+    report.seconds = time.perf_counter() - started
+    writer.finish(
+        {
+            "pipeline": pipeline.name,
+            "fingerprint": pipeline.fingerprint(),
+            "from_ms": from_ms,
+            "to_ms": to_ms,
+            "rows": report.rows,
+            "positives": report.positives,
+            "watermark_ms": watermark,
+            "horizon_ms": label.horizon,
+        }
+    )
+    return report
+
+
+def _rows_of(
+    pipeline: Pipeline,
+    tables: Tables,
+    features: FeatureSet,
+    events: pl.DataFrame,
+    outcomes: pl.DataFrame,
+    event_id: str | None,
+    watermark: int | None,
+) -> pa.Table:
+    """The training rows of one partition's exposures."""
+    assert pipeline.label is not None
+    label = pipeline.label
+    values = features.compute(tables, events)
+    event_ms = events.get_column(EVENT_MS).to_numpy()
+    labels = label_events(label, events, outcomes)
+    mature = (
+        np.zeros(len(event_ms), dtype=np.bool_)
+        if watermark is None
+        else event_ms + label.horizon <= watermark
+    )
+    ids = (
+        events.get_column(event_id).cast(pl.String).to_arrow().cast(pa.string())
+        if event_id
+        else pa.nulls(events.height, pa.string())
+    )
+    columns: dict[str, pa.Array] = {"event_id": ids, "event_ms": pa.array(event_ms, pa.int64())}
+    columns.update(values)
+    columns[label.name] = pa.array(labels, pa.int8())
+    columns["label_mature"] = pa.array(mature, pa.bool_())
+    return pa.table(columns)
+
+
+def exposure_rows(
+    pipeline: Pipeline, tables: Tables, events: pl.DataFrame, outcomes: pl.DataFrame, watermark: int | None
+) -> pa.Table:
+    """Training rows for exposure events (lake columns), labelled from ``outcomes``: the same rows
+    the backfill writes. Used by the streaming row emitter and ``verify``."""
+    assert pipeline.label is not None
+    event_id = pipeline.streams[pipeline.label.exposure].event_id
+    return _rows_of(pipeline, tables, FeatureSet(pipeline), events, outcomes, event_id, watermark)
+
+
+def _prepare(target: Root, overwrite: bool) -> None:
+    existing = target.list_files("")
+    if not existing:
+        return
+    if not overwrite:
+        raise DatasetError(
+            f"{target.url} already holds {len(existing)} files; choose an empty folder or pass --overwrite"
+        )
+    for path in existing:
+        target.delete(path)
+
+
+def _by_hour(files: list[LakeFile]) -> dict[int, list[LakeFile]]:
+    hours: dict[int, list[LakeFile]] = {}
+    for f in files:
+        hours.setdefault(f.hour_ms, []).append(f)
+    return hours
+
+
+def _read_range(root: Root, files: list[LakeFile], columns: list[str], low: int, high: int) -> pl.DataFrame:
+    wanted = [f.path for f in files if f.hour_ms + MS_PER_HOUR > low and f.hour_ms < high]
+    if not wanted:
+        return pl.DataFrame(schema={c: pl.Int64 if c == EVENT_MS else pl.String for c in columns})
+    frame = pl.from_arrow(root.read_parquet(wanted, columns=columns))
+    assert isinstance(frame, pl.DataFrame)
+    return frame.filter((pl.col(EVENT_MS) >= low) & (pl.col(EVENT_MS) < high))
+
+
+def _rows(root: Root, path: str) -> int:
+    return int(pq.ParquetFile(root.path(path), filesystem=root.fs).metadata.num_rows)

@@ -1,0 +1,162 @@
+"""The pipeline's features for exposure events, as of each event's own time.
+
+One function serves the backfill, the streaming training rows and the decision service: table
+features read the lookup tables as of the event's time (events at exactly that time are not
+included), event features copy the (enriched) event's fields, time parts come from its event
+time, and derived features combine features listed before them. The same events and tables
+therefore give the same features online and offline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from clickwise.errors import ClickwiseError
+from clickwise.events.validate import EVENT_MS
+from clickwise.spec import Pipeline
+from clickwise.spec.features import DerivedFeature, EventFeature, TableFeature
+from clickwise.tables.engine import Tables
+from clickwise.tables.runs import KEY_SEPARATOR, hash_keys
+from clickwise.time import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE
+
+
+class FeatureError(ClickwiseError):
+    """Features that cannot be computed (no label to name the exposure stream, missing fields)."""
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """A feature's name, where it comes from and the type of its values."""
+
+    name: str
+    kind: str  # "table", "event", "time" or "derived"
+    type: str  # "int", "float", "string" or "bool"
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "kind": self.kind, "type": self.type}
+
+
+_FIELD_TYPES = {"string": "string", "int": "int", "float": "float", "bool": "bool"}
+
+
+class FeatureSet:
+    """How to compute every feature of a pipeline for events of its exposure stream."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        if pipeline.label is None:
+            raise FeatureError("the pipeline has no label, so no exposure stream to compute features for")
+        self.pipeline = pipeline
+        self.exposure = pipeline.label.exposure
+        self._fields = pipeline.stream_fields(self.exposure)
+        self.infos = [self._info(name) for name in pipeline.features]
+        # table features that read the same table with the same key share one bulk read
+        self._reads: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+        for name, feature in pipeline.features.items():
+            if isinstance(feature, TableFeature):
+                table = pipeline.tables[feature.table]
+                mapping = feature.key if feature.key is not None else {k: k for k in table.key}
+                event_fields = tuple(mapping[k] for k in table.key)
+                self._reads.setdefault((feature.table, event_fields), []).append(name)
+
+    @property
+    def names(self) -> list[str]:
+        return [info.name for info in self.infos]
+
+    def input_fields(self) -> list[str]:
+        """Exposure fields the features read (besides the event time)."""
+        fields: dict[str, None] = {}
+        for (_, key_fields), _names in self._reads.items():
+            fields.update(dict.fromkeys(key_fields))
+        for feature in self.pipeline.features.values():
+            if isinstance(feature, EventFeature) and feature.event is not None:
+                fields[feature.event] = None
+        return list(fields)
+
+    def compute(self, tables: Tables, events: pl.DataFrame) -> dict[str, pa.Array]:
+        """Every feature for each event (rows of the exposure stream with ``_event_ms``), as of the
+        event's own time."""
+        missing = [f for f in [EVENT_MS, *self.input_fields()] if f not in events.columns]
+        if missing:
+            raise FeatureError(f"the {self.exposure!r} events lack the fields {missing} the features read")
+        as_of_ms = events.get_column(EVENT_MS).to_numpy().astype(np.int64, copy=False)
+        values: dict[str, pa.Array] = {}
+        for (table, key_fields), names in self._reads.items():
+            key_hash, known = event_key_hashes(events, key_fields)
+            columns = tables.evaluate_batch(table, key_hash, as_of_ms, known)
+            for name in names:
+                feature = self.pipeline.features[name]
+                assert isinstance(feature, TableFeature)
+                values[name] = columns[feature.aggregation].to_arrow()
+        for name, feature in self.pipeline.features.items():
+            if isinstance(feature, EventFeature):
+                values[name] = _event_feature(feature, events, as_of_ms)
+            elif isinstance(feature, DerivedFeature):
+                values[name] = _derived(feature, values)
+        return {name: values[name] for name in self.pipeline.features}
+
+    def _info(self, name: str) -> FeatureInfo:
+        feature = self.pipeline.features[name]
+        if isinstance(feature, TableFeature):
+            return FeatureInfo(name, "table", self._aggregation_type(feature))
+        if isinstance(feature, EventFeature):
+            if feature.time_part is not None:
+                return FeatureInfo(name, "time", "int")
+            assert feature.event is not None
+            return FeatureInfo(name, "event", _FIELD_TYPES.get(self._fields[feature.event], "string"))
+        return FeatureInfo(name, "derived", "float")
+
+    def _aggregation_type(self, feature: TableFeature) -> str:
+        agg = self.pipeline.tables[feature.table].aggregations[feature.aggregation]
+        if agg.op in ("count", "distinct_count", "time_since_last"):
+            return "int"
+        if agg.op in ("mean", "ratio"):
+            return "float"
+        source = self.pipeline.stream_fields(agg.stream or "").get(agg.field or "", "float")
+        if agg.op == "sum":
+            return "float" if source == "float" else "int"
+        return _FIELD_TYPES.get(source, "string")
+
+
+def event_key_hashes(events: pl.DataFrame, fields: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Table key hashes of each event (the same text as the tables' own keys) and whether the key is
+    complete (a null field means no key: the features read as empty)."""
+    if not fields:
+        return np.full(events.height, hash_keys(pl.Series([""]))[0], dtype=np.uint64), np.ones(
+            events.height, dtype=np.bool_
+        )
+    text = events.select(
+        pl.concat_str([pl.col(f).cast(pl.String) for f in fields], separator=KEY_SEPARATOR)
+    ).to_series()
+    known = text.is_not_null().to_numpy()
+    return hash_keys(text.fill_null("")), known
+
+
+def _event_feature(feature: EventFeature, events: pl.DataFrame, as_of_ms: np.ndarray) -> pa.Array:
+    if feature.event is not None:
+        column = events.get_column(feature.event).to_arrow()
+        if pa.types.is_large_string(column.type) or pa.types.is_string_view(column.type):
+            return column.cast(pa.string())
+        return column
+    part = feature.time_part
+    if part == "hour_of_day":
+        value = (as_of_ms // MS_PER_HOUR) % 24
+    elif part == "minute_of_hour":
+        value = (as_of_ms // MS_PER_MINUTE) % 60
+    else:  # day_of_week, Monday = 0 (1970-01-01 was a Thursday)
+        value = (as_of_ms // MS_PER_DAY + 3) % 7
+    return pa.array(value.astype(np.int32))
+
+
+def _derived(feature: DerivedFeature, values: dict[str, pa.Array]) -> pa.Array:
+    """Arithmetic in float64; null in, null out; dividing by zero gives null."""
+    left, right = (values[name].cast(pa.float64()) for name in feature.inputs)
+    if feature.op == "divide":
+        safe = pc.if_else(pc.equal(right, 0.0), pa.scalar(None, pa.float64()), right)
+        return pc.divide(left, safe)
+    operation = {"multiply": pc.multiply, "add": pc.add, "subtract": pc.subtract}[feature.op]
+    return operation(left, right)
