@@ -1,0 +1,182 @@
+"""Reading a training set written by the backfill: ``<data>/date=.../hour=.../part-*.parquet`` plus
+``<data>/_dataset.json``.
+
+Columns: ``event_id``, ``event_ms``, one column per pipeline feature, the label column and
+``label_mature``. Only rows with a mature label are read: an immature row's label may still flip to 1,
+so learning from it would teach the model that recent impressions do not get clicked.
+The manifest's fingerprint must equal the pipeline's; a folder without a manifest is accepted and
+its feature kinds are taken from the pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from clickwise.model._io import open_existing, read_json
+from clickwise.model.errors import FingerprintMismatchError, TrainingDataError
+from clickwise.spec import DerivedFeature, Pipeline, TableFeature
+
+MANIFEST = "_dataset.json"
+EVENT_ID, EVENT_MS, MATURE = "event_id", "event_ms", "label_mature"
+
+FeatureKind = Literal["table", "event", "derived"]
+FeatureType = Literal["int", "float", "string", "bool"]
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """A feature column: its pipeline kind and its value type (from the Parquet schema)."""
+
+    name: str
+    kind: FeatureKind
+    type: FeatureType
+
+    @property
+    def categorical(self) -> bool:
+        """Strings and booleans are learned as categories; numbers as ordered values."""
+        return self.type in ("string", "bool")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "type": self.type, "categorical": self.categorical}
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Mature rows of a training set, sorted by ``(event_ms, event_id)``."""
+
+    url: str
+    table: pa.Table
+    features: tuple[FeatureSpec, ...]
+    label: str
+    horizon_ms: int
+    manifest: dict[str, Any] | None
+    rows_read: int
+    extra: tuple[str, ...] = field(default=())
+
+    @property
+    def rows(self) -> int:
+        return self.table.num_rows
+
+    def event_ms(self) -> np.ndarray:
+        return self.table.column(EVENT_MS).to_numpy().astype(np.int64, copy=False)
+
+    def labels(self) -> np.ndarray:
+        return self.table.column(self.label).to_numpy().astype(np.int8, copy=False)
+
+    def feature(self, name: str) -> FeatureSpec:
+        return next(spec for spec in self.features if spec.name == name)
+
+
+def pipeline_kind(pipeline: Pipeline, name: str) -> FeatureKind:
+    """``table``, ``derived`` or ``event`` (event fields and time parts)."""
+    definition = pipeline.features[name]
+    if isinstance(definition, TableFeature):
+        return "table"
+    return "derived" if isinstance(definition, DerivedFeature) else "event"
+
+
+def model_features(pipeline: Pipeline) -> list[str]:
+    """The features the model learns from: ``model.features``, else every pipeline feature."""
+    return list(pipeline.model.features or pipeline.features)
+
+
+def read_training_set(
+    pipeline: Pipeline, data: str, *, features: Sequence[str] | None = None, extra: Sequence[str] = ()
+) -> TrainingSet:
+    """Read the mature rows of ``data`` with the given feature columns (default: the model's) and
+    ``extra`` columns (kept in the table, not described as features)."""
+    if pipeline.label is None:
+        raise TrainingDataError(f"pipeline {pipeline.name!r} has no 'label:' section; a model needs one")
+    label = pipeline.label.name
+    wanted = list(features if features is not None else model_features(pipeline))
+    if not wanted:
+        raise TrainingDataError(f"pipeline {pipeline.name!r} has no features; add a 'features:' section")
+    root = open_existing(data, TrainingDataError, "training set")
+    manifest = read_json(root, MANIFEST)
+    if manifest is not None:
+        _check_manifest(manifest, pipeline, data)
+    files = [
+        path for path in root.list_files(suffix=".parquet") if not path.rsplit("/", 1)[-1].startswith("_")
+    ]
+    if not files:
+        raise TrainingDataError(
+            f"training set {data!r} has no Parquet files; build one with `clickwise dataset` first"
+        )
+    extra = tuple(name for name in extra if name not in wanted)
+    columns = [EVENT_ID, EVENT_MS, *wanted, *extra, label, MATURE]
+    schema_names = set(pq.read_schema(root.path(files[0]), filesystem=root.fs).names)
+    missing = [name for name in columns if name not in schema_names]
+    if missing:
+        raise TrainingDataError(
+            f"training set {data!r} lacks columns {missing}; it was written for another pipeline or by an "
+            f"older writer. Rebuild it with `clickwise dataset -p <pipeline>`"
+        )
+    table = root.read_parquet(files, columns=columns)
+    rows_read = table.num_rows
+    table = table.filter(pc.fill_null(table.column(MATURE), False))
+    table = table.sort_by([(EVENT_MS, "ascending"), (EVENT_ID, "ascending")])
+    _check_label(table, label, data)
+    kinds = _manifest_kinds(manifest)
+    specs = tuple(
+        FeatureSpec(name, kinds.get(name) or pipeline_kind(pipeline, name), _arrow_type(table, name, data))
+        for name in wanted
+    )
+    return TrainingSet(data, table, specs, label, pipeline.label.horizon, manifest, rows_read, extra)
+
+
+def _check_manifest(manifest: dict[str, Any], pipeline: Pipeline, data: str) -> None:
+    expected = pipeline.fingerprint()
+    found = manifest.get("fingerprint")
+    if found != expected:
+        raise FingerprintMismatchError(
+            f"training set {data!r} was built from pipeline {manifest.get('pipeline')!r} with fingerprint "
+            f"{found!r}, but pipeline {pipeline.name!r} has fingerprint {expected!r}: its streams, tables, "
+            "features or label differ. Rebuild the training set with this pipeline, or train with the "
+            "pipeline file the set was built from"
+        )
+
+
+def _manifest_kinds(manifest: dict[str, Any] | None) -> dict[str, FeatureKind]:
+    if manifest is None:
+        return {}
+    return {
+        item["name"]: item["kind"]
+        for item in manifest.get("features", [])
+        if isinstance(item, dict) and item.get("kind") in ("table", "event", "derived")
+    }
+
+
+def _check_label(table: pa.Table, label: str, data: str) -> None:
+    column = table.column(label)
+    if column.null_count:
+        raise TrainingDataError(
+            f"training set {data!r}: {column.null_count} mature rows have a null {label!r}"
+        )
+    values = pc.unique(column.cast(pa.int64())).to_pylist()
+    if not set(values) <= {0, 1}:
+        raise TrainingDataError(f"training set {data!r}: label {label!r} must be 0/1, found {sorted(values)}")
+
+
+def _arrow_type(table: pa.Table, name: str, data: str) -> FeatureType:
+    kind = table.schema.field(name).type
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if pa.types.is_boolean(kind):
+        return "bool"
+    if pa.types.is_integer(kind):
+        return "int"
+    if pa.types.is_floating(kind) or pa.types.is_null(kind) or pa.types.is_decimal(kind):
+        return "float"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        return "string"
+    raise TrainingDataError(
+        f"training set {data!r}: feature {name!r} has type {kind}, which a model cannot use; "
+        "features must be numbers, strings or booleans"
+    )
