@@ -395,6 +395,185 @@ def history(
     _run(body)
 
 
+def _range(pipeline: Any, root: Any, start: str, end: str) -> tuple[int, int]:
+    """``--from``/``--to`` as epoch ms; either left out means the first/last event of the exposure
+    stream in the lake."""
+    from clickwise.events import Lake
+    from clickwise.time import MS_PER_HOUR, parse_instant_ms
+
+    if start and end:
+        return parse_instant_ms(start), parse_instant_ms(end)
+    if pipeline.label is None:
+        raise ClickwiseError("the pipeline has no label section, so no exposure stream to take rows from")
+    files = Lake(root, pipeline).files(pipeline.label.exposure)
+    if not files:
+        raise ClickwiseError(
+            f"the lake has no {pipeline.label.exposure!r} events yet; run `clickwise ingest`"
+        )
+    low = parse_instant_ms(start) if start else files[0].hour_ms
+    high = parse_instant_ms(end) if end else files[-1].hour_ms + MS_PER_HOUR
+    return low, high
+
+
+FromOpt = Annotated[
+    str,
+    typer.Option(
+        "--from", help="First exposure time (ISO-8601 with zone or epoch ms). Default: the lake's first."
+    ),
+]
+ToOpt = Annotated[
+    str, typer.Option("--to", help="End of the range, exclusive. Default: the end of the lake's last hour.")
+]
+
+
+@app.command()
+def dataset(
+    pipeline: PipelineOpt,
+    out_url: Annotated[str, typer.Option("--out", help="Folder or s3:// prefix for the training set.")],
+    root: RootOpt = None,
+    start: FromOpt = "",
+    end: ToOpt = "",
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    sagemaker: Annotated[
+        bool, typer.Option(help="CSV for SageMaker's built-in algorithms: label first, no header, numbers.")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace what --out holds.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Backfill a training set: one row per exposure with every feature as of its time and its label
+    from the future, partitioned by date and hour."""
+
+    def body() -> None:
+        from clickwise.dataset import backfill
+
+        p, r = _open(pipeline, root)
+        low, high = _range(p, r, start, end)
+        with _progress("backfilling (exposures)", enabled=not as_json) as update:
+            report = backfill(
+                p, r, out_url, low, high, fmt="csv" if sagemaker else fmt, sagemaker=sagemaker,
+                overwrite=overwrite, progress=update,
+            )  # fmt: skip
+        if as_json:
+            _print_json(report.to_json())
+            return
+        rate = report.rows / report.seconds if report.seconds else 0.0
+        out.print(
+            f"wrote {report.rows:,} rows ({report.positives:,} positive, "
+            f"{report.mature:,} with a final label) "
+            f"in {report.partitions} hour partitions to {report.out} in {report.seconds:.1f} s "
+            f"({rate:,.0f} rows/s)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    _run(body)
+
+
+@app.command()
+def train(
+    pipeline: PipelineOpt,
+    data: Annotated[str, typer.Option("--data", help="The training set (from `clickwise dataset`).")],
+    out_url: Annotated[str, typer.Option("--out", help="Models folder; each run adds a version.")] = "models",
+    truth: Annotated[
+        str | None, typer.Option(help="The generator's truth folder, for Bayes-optimal metrics.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train the pipeline's model with a time split; write a versioned model with metrics and a report."""
+
+    def body() -> None:
+        from clickwise.model import train as run_train
+        from clickwise.spec import load_pipeline
+
+        p = load_pipeline(pipeline)
+        with _progress("training", enabled=not as_json) as update:
+            result = run_train(p, data, out_url, truth=truth, progress=update)
+        if as_json:
+            _print_json(result.to_json())
+            return
+        for line in _describe_metrics(result.to_json()):
+            out.print(line, highlight=False, soft_wrap=True)
+        out.print(f"model {result.version}: {result.model_dir} (report.html)", highlight=False)
+
+    _run(body)
+
+
+def _describe_metrics(result: dict[str, Any]) -> list[str]:
+    def number(value: Any) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    metrics = result["metrics"]
+    model, baseline = metrics["model"], metrics["baseline"]
+    lines = [
+        f"validation rows {result['rows']['validation']:,}: AUC {number(model['auc'])} "
+        f"(without table features {number(baseline['auc'])}), log loss {number(model['log_loss'])}, "
+        f"calibration error {number(model['calibration_error'])}, lift at the top decile "
+        f"{number(model['lift_top_decile'])}"
+    ]
+    truth = metrics.get("truth")
+    if truth:
+        closed = truth.get("gap_closed")
+        lines.append(
+            f"Bayes-optimal AUC {number(truth['bayes']['auc'])} "
+            f"(log loss {number(truth['bayes']['log_loss'])}) "
+            f"on {truth['matched_rows']:,} rows"
+            + (f"; the model closes {closed:.0%} of the gap from the baseline" if closed is not None else "")
+        )
+    segment = metrics.get("segment_score_last")
+    if segment and segment.get("auc") is not None:
+        lines.append(f"the third stream's score alone: AUC {number(segment['auc'])}")
+    return lines
+
+
+@app.command()
+def evaluate(
+    pipeline: PipelineOpt,
+    data: Annotated[str, typer.Option("--data", help="The training set the model was trained on.")],
+    model: Annotated[
+        str, typer.Option("--model", help="A model folder, or a models folder (its latest).")
+    ] = "models",
+    out_url: Annotated[
+        str | None, typer.Option("--out", help="Folder for money.json and savings.png.")
+    ] = None,
+    truth: Annotated[
+        str | None, typer.Option(help="The generator's truth folder: bot clicks then count as worth nothing.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replay the validation period: serve-all against the model's policy, in money."""
+
+    def body() -> None:
+        from clickwise.model import evaluate as run_evaluate
+        from clickwise.model import resolve
+        from clickwise.spec import load_pipeline
+
+        p = load_pipeline(pipeline)
+        report = run_evaluate(p, data, resolve(model), out_url, truth=truth)
+        if as_json:
+            _print_json(report.to_json())
+            return
+        for line in _describe_money(report.to_json()):
+            out.print(line, highlight=False, soft_wrap=True)
+
+    _run(body)
+
+
+def _describe_money(report: dict[str, Any]) -> list[str]:
+    serve, policy = report["serve_all"], report["policy"]
+    lines = [
+        f"validation period: {report['rows']:,} impressions (model {report['model_version']})",
+        f"serve all: spend {serve['spend']:,.2f}, clicks {serve['clicks']:,}, net {serve['net']:,.2f}",
+        f"policy:    spend {policy['spend']:,.2f}, clicks {policy['clicks']:,} "
+        f"(lost {policy.get('clicks_lost', 0):,}), net {policy['net']:,.2f}",
+        f"money saved {report['money_saved']:,.2f}; best threshold x{report['best_multiplier']:g} "
+        f"saves {report['best_saved']:,.2f}",
+    ]
+    lines.extend(report.get("notes", []))
+    if report.get("files"):
+        lines.append("files: " + ", ".join(report["files"].values()))
+    return lines
+
+
 @app.command()
 def run(
     pipeline: PipelineOpt,

@@ -25,9 +25,9 @@ EXPECTED = {
     "clicks": [("click_id", STR), ("impression_id", STR), ("user_id", STR), ("campaign_id", STR), ("ts", INT),
                ("arrival_ts", INT)],
     "predictions": [("user_id", STR), ("segment_id", STR), ("score", FLT), ("ts", INT), ("arrival_ts", INT)],
-    "truth": [("impression_id", STR), ("p_click", FLT)],
+    "truth": [("impression_id", STR), ("p_click", FLT), ("is_bot", pa.bool_())],
 }  # fmt: skip
-PY_TYPES = {STR: str, INT: int, FLT: float}
+PY_TYPES = {STR: str, INT: int, FLT: float, pa.bool_(): bool}
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ from clickwise.model.dataset import EVENT_MS, read_training_set
 from clickwise.model.errors import ModelError, TrainingDataError
 from clickwise.model.plots import savings_png
 from clickwise.model.predictor import Predictor
+from clickwise.model.truth import bot_rows
 from clickwise.spec import EventFeature, Pipeline
 from clickwise.spec.features import DecisionDef, RuleDef
 from clickwise.storage import open_root
@@ -149,10 +150,16 @@ def replay(
     return Replay(serve_all, policy, policy.net - serve_all.net, by_rule, _withheld(skipped, y, c))
 
 
-def evaluate(pipeline: Pipeline, data: str, model_dir: str, out: str | None = None) -> MoneyReport:
+def evaluate(
+    pipeline: Pipeline, data: str, model_dir: str, out: str | None = None, *, truth: str | None = None
+) -> MoneyReport:
     """Replay the validation rows of the model at ``model_dir`` (the rows of its time split, read from
     the training set at ``data``) with ``pipeline.decision``; with ``out``, also write
-    ``money.json`` and ``savings.png`` there."""
+    ``money.json`` and ``savings.png`` there.
+
+    ``truth`` (generated data) names which impressions came from bots: their clicks are fraud and
+    worth nothing, so they count as no click in both policies.
+    """
     decision = pipeline.decision
     if decision is None:
         raise ModelError(f"pipeline {pipeline.name!r} has no 'decision:' section (cost, value_per_click)")
@@ -179,6 +186,11 @@ def evaluate(pipeline: Pipeline, data: str, model_dir: str, out: str | None = No
     first_rule = first_rule_holding(rows, decision.block)
     p = predictor.predict(rows)
     y = rows.column(data_set.label).to_numpy()
+    if truth is not None:
+        bots = bot_rows(truth, rows.column("event_id"))
+        fraud = int(np.count_nonzero(y.astype(bool) & bots))
+        y = np.where(bots, 0, y)
+        notes.append(f"{fraud} clicks came from bots (truth file) and count as worth nothing")
     result = replay(p, y, cost, first_rule, value_per_click=decision.value_per_click, rule_names=names)
     sweep = [
         {"multiplier": m, **_sweep_point(p, y, cost, first_rule, decision.value_per_click, m)}

@@ -36,6 +36,22 @@ def read_truth(url: str) -> pl.DataFrame:
     return pl.DataFrame(table).unique(subset="impression_id", keep="first", maintain_order=True)
 
 
+def bot_rows(url: str, event_ids: pa.ChunkedArray) -> np.ndarray:
+    """For each row, whether the generator's truth says its impression came from a bot."""
+    root = open_existing(url, TrainingDataError, "truth folder")
+    files = root.list_files(suffix=".parquet")
+    try:
+        table = root.read_parquet(files, columns=["impression_id", "is_bot"])
+    except (pa.ArrowInvalid, KeyError) as exc:
+        raise TrainingDataError(
+            f"truth folder {url!r} has no is_bot column ({exc}); generate the data again"
+        ) from exc
+    truth = pl.DataFrame(table).unique(subset="impression_id", keep="first")
+    rows = pl.DataFrame({"impression_id": pl.Series(event_ids.cast(pa.string()))})
+    joined = rows.join(truth, on="impression_id", how="left", maintain_order="left")
+    return joined.get_column("is_bot").fill_null(False).to_numpy()
+
+
 def compare_with_truth(
     url: str, event_ids: pa.ChunkedArray, labels: np.ndarray, model: np.ndarray, baseline: np.ndarray
 ) -> dict[str, Any]:

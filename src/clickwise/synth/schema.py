@@ -5,7 +5,8 @@ Field names and types are a contract (ingest, the label join and outside checks 
 - ``impressions``: impression_id, user_id, campaign_id, domain, ip, user_agent, cost, ts, arrival_ts
 - ``clicks``: click_id, impression_id, user_id, campaign_id, ts, arrival_ts
 - ``predictions``: user_id, segment_id, score, ts, arrival_ts
-- ``truth``: impression_id, p_click (the probability the click was drawn with; not for features)
+- ``truth``: impression_id, p_click (the probability the click was drawn with; not for features),
+  is_bot (the user is a bot: its clicks are worth nothing to an advertiser)
 
 Times are int64 epoch milliseconds UTC; ``arrival_ts >= ts`` always.
 """
@@ -48,7 +49,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "predictions": pa.schema(
         [("user_id", _S), ("segment_id", _S), ("score", _F), ("ts", _I), ("arrival_ts", _I)]
     ),
-    "truth": pa.schema([("impression_id", _S), ("p_click", _F)]),
+    "truth": pa.schema([("impression_id", _S), ("p_click", _F), ("is_bot", pa.bool_())]),
 }
 REPEATED_STRINGS = ("user_id", "campaign_id", "domain", "ip", "user_agent", "segment_id")
 """String columns with few distinct values: worth dictionary encoding in Parquet."""
@@ -71,7 +72,10 @@ def impression_tables(pop: Population, cols: Columns) -> tuple[pa.Table, pa.Tabl
         ],
         schema=SCHEMAS["impressions"],
     )
-    truth = pa.Table.from_arrays([impression_id, pa.array(cols["p_click"], _F)], schema=SCHEMAS["truth"])
+    truth = pa.Table.from_arrays(
+        [impression_id, pa.array(cols["p_click"], _F), pa.array(pop.is_bot[cols["user"]])],
+        schema=SCHEMAS["truth"],
+    )
     return impressions, truth
 
 
