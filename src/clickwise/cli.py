@@ -470,6 +470,63 @@ def dataset(
 
 
 @app.command()
+def verify(
+    pipeline: PipelineOpt,
+    root: RootOpt = None,
+    start: FromOpt = "",
+    end: ToOpt = "",
+    batch: Annotated[str, typer.Option(help="Arrival-time micro-batch of the streaming replay.")] = "15m",
+    cuts: Annotated[int, typer.Option(help="Moments at which the leakage probe cuts the lake.", min=0)] = 2,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replay the lake through the streaming path and compare its training rows with the backfill's
+    (differing rows must be 0), then probe for leakage (features must not move when events at or
+    after an exposure's time are removed or changed)."""
+
+    def body() -> None:
+        from clickwise.dataset import verify as run_verify
+        from clickwise.time import format_duration_ms, parse_duration_ms
+
+        p, r = _open(pipeline, root)
+        low, high = _range(p, r, start, end)
+        with _progress("verifying", enabled=not as_json) as update:
+            report = run_verify(
+                p, r, low, high, batch_ms=parse_duration_ms(batch), cuts=cuts, progress=update
+            )
+        if as_json:
+            _print_json(report.to_json())
+        else:
+            verdict = "[green]ok[/green]" if report.ok else "[red]FAILED[/red]"
+            out.print(
+                f"{verdict} skew: {report.compared:,} rows compared (streaming replay in {report.batches} "
+                f"batches of {format_duration_ms(parse_duration_ms(batch))}), "
+                f"{report.differing_rows:,} differ; "
+                f"{report.only_in_backfill:,} rows only in the backfill (label window not closed by the "
+                f"replay's end), {report.only_in_stream:,} only in the stream"
+            )
+            for name, count in report.differing.items():
+                if count:
+                    out.print(f"  {name}: {count:,} rows differ", highlight=False)
+            if report.differing_rows and report.events_later_than_emission:
+                out.print(
+                    f"  {report.events_later_than_emission:,} events arrived later than horizon + allowed "
+                    "lateness after their time: rows emitted before they arrived could not see them; "
+                    "raise allowed_lateness to cover your data's delays",
+                    highlight=False,
+                )
+            for check in report.leakage:
+                out.print(
+                    f"leakage probe at {check.cut_ms}: {check.rows:,} exposures; differ when later events "
+                    f"are removed {check.differ_when_removed}, changed {check.differ_when_changed}",
+                    highlight=False,
+                )
+        if not report.ok:
+            raise typer.Exit(1)
+
+    _run(body)
+
+
+@app.command()
 def train(
     pipeline: PipelineOpt,
     data: Annotated[str, typer.Option("--data", help="The training set (from `clickwise dataset`).")],
@@ -584,6 +641,9 @@ def run(
     interval: Annotated[str, typer.Option(help="Pause between passes, e.g. 1s, 500ms.")] = "1s",
     once: Annotated[bool, typer.Option(help="Do one pass and exit.")] = False,
     rebuild: Annotated[bool, typer.Option(help="Discard table state and replay the whole lake.")] = False,
+    rows: Annotated[
+        bool, typer.Option(help="Emit training rows to <root>/rows as label windows close.")
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """The streaming loop: ingest new files from --watch folders, apply new lake events to the tables,
@@ -595,11 +655,20 @@ def run(
 
         p, r = _open(pipeline, root)
         for report in run_loop(p, r, watch=watch or [], interval_ms=parse_duration_ms(interval), once=once,
-                               rebuild=rebuild):  # fmt: skip
+                               rebuild=rebuild, rows=rows):  # fmt: skip
             if as_json:
                 _print_json(report)
-            elif report["tables"]["files"] or report["ingested"]:
+                continue
+            if report["tables"]["files"] or report["ingested"]:
                 out.print(_describe_update(report["tables"]), highlight=False, soft_wrap=True)
+            emitted = report["rows"]
+            if emitted and (emitted["rows"] or emitted["corrections"]):
+                out.print(
+                    f"rows: emitted {emitted['rows']:,} training rows ({emitted['positives']:,} positive) "
+                    f"and {emitted['corrections']:,} corrections to {r.url}/rows",
+                    highlight=False,
+                    soft_wrap=True,
+                )
 
     _run(body)
 

@@ -2,7 +2,8 @@
 
 ``clickwise run`` calls :func:`run_loop`. Each pass ingests files that appeared in the watched
 folders (each file once: the lake's manifest knows it by content), then applies every new lake
-event to the tables and checkpoints. SIGINT or SIGTERM ends the loop after the current pass, so
+event to the tables and checkpoints, then emits the training rows whose label window the new
+watermark closed (when the pipeline has a label). SIGINT or SIGTERM ends the loop after the current pass, so
 state is always left at a checkpoint.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import asdict
 from types import FrameType
 from typing import Any
 
+from clickwise.dataset.stream import RowEmitter
 from clickwise.events import DeadLetters, Ingestor, Lake
 from clickwise.events.readers import expand_inputs
 from clickwise.spec import Pipeline
@@ -52,18 +54,21 @@ def run_loop(
     interval_ms: int = 1000,
     once: bool = False,
     rebuild: bool = False,
+    rows: bool = True,
     clock: Clock | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield one report per pass: files ingested and what the tables applied."""
+    """Yield one report per pass: files ingested, what the tables applied, training rows emitted."""
     clock = clock or SystemClock()
     ingestor = Ingestor(pipeline, root, clock=clock)
     tables = Tables.open(pipeline, root, clock=clock, rebuild=rebuild)
+    emitter = RowEmitter(pipeline, root) if rows and pipeline.label is not None else None
     seen: set[tuple[str, int, int]] = set()
     with _Stop() as stop:
         while True:
             ingested = _ingest_new(ingestor, watch, seen)
             report = tables.catch_up()
-            yield {"ingested": ingested, "tables": asdict(report), "at_ms": clock.now_ms()}
+            emitted = asdict(emitter.emit(tables)) if emitter is not None else None
+            yield {"ingested": ingested, "tables": asdict(report), "rows": emitted, "at_ms": clock.now_ms()}
             if once or stop.event.wait(interval_ms / 1000):
                 return
 

@@ -118,6 +118,10 @@ class Tables:
         high = self._checkpoint.counters.get("max_event_ms")
         return None if high is None else high - self.pipeline.allowed_lateness
 
+    def applied_files(self) -> set[str]:
+        """The lake files whose events the tables hold."""
+        return set(self._checkpoint.applied)
+
     def run_counts(self) -> dict[str, int]:
         """How many runs each feed has (reads visit each)."""
         return {name: len(runs) for name, runs in self._runs.items()}
