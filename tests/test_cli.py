@@ -57,9 +57,44 @@ def test_ingest_errors_are_one_line(tmp_path: Path) -> None:
 
 def test_demo_runs_small(tmp_path: Path) -> None:
     result = runner.invoke(
-        app, ["demo", "--dir", str(tmp_path / "demo"), "--users", "100", "--hours", "2", "--json"]
+        app, ["demo", "--dir", str(tmp_path / "demo"), "--users", "400", "--hours", "4", "--json"]
     )
     assert result.exit_code == 0, result.output
     report = orjson.loads(result.stdout)
     assert report["second_ingest_new_events"] == 0
     assert report["ingest"]["impressions"]["accepted"] == report["generated"]["impressions"]
+    assert report["training_set"]["rows"] == report["generated"]["impressions"]
+    assert 0 < report["training_set"]["positives"] < report["training_set"]["rows"]
+    assert report["model"]["metrics"]["model"]["auc"] is not None
+    assert report["model"]["metrics"]["truth"]["bayes"]["auc"] is not None
+    assert (tmp_path / "demo" / "models" / report["model"]["version"] / "report.html").exists()
+    money = report["money"]
+    assert money["money_saved"] == money["policy_net"] - money["serve_all_net"]
+
+
+def _json(args: list[str]) -> dict:  # type: ignore[type-arg]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return orjson.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_dataset_train_evaluate_verify(tmp_path: Path) -> None:
+    data, root = tmp_path / "in", str(tmp_path / "root")
+    _json(["generate", "--out", str(data), "--users", "400", "--hours", "4", "--seed", "3"])
+    inputs = [str(data / s) for s in ("impressions", "clicks", "predictions")]
+    _json(["ingest", *inputs, "-p", ADCLICK, "--root", root])
+    training = tmp_path / "training"
+    filled = _json(["dataset", "-p", ADCLICK, "--root", root, "--out", str(training)])
+    assert filled["rows"] > 0 and (training / "_dataset.json").exists()
+    again = runner.invoke(app, ["dataset", "-p", ADCLICK, "--root", root, "--out", str(training)])
+    assert again.exit_code == 2 and "--overwrite" in again.stderr
+    csv = _json(["dataset", "-p", ADCLICK, "--root", root, "--out", str(tmp_path / "csv"), "--sagemaker"])
+    assert csv["rows"] == filled["rows"]
+    models = str(tmp_path / "models")
+    trained = _json(["train", "-p", ADCLICK, "--data", str(training), "--out", models,
+                     "--truth", str(data / "truth")])  # fmt: skip
+    assert trained["version"] == "v0001" and trained["metrics"]["model"]["auc"] is not None
+    money = _json(["evaluate", "-p", ADCLICK, "--data", str(training), "--model", models])
+    assert money["rows"] == trained["rows"]["validation"]
+    checked = _json(["verify", "-p", ADCLICK, "--root", root, "--batch", "30m", "--cuts", "1"])
+    assert checked["ok"] and checked["differing_rows"] == 0 and checked["leaks"] == 0

@@ -701,7 +701,9 @@ def demo(
         "clickwise-demo"
     ),
     users: Annotated[int, typer.Option(help="Users to simulate.", min=10)] = 20_000,
-    hours: Annotated[float, typer.Option(help="Hours of traffic.", min=1)] = 24.0,
+    hours: Annotated[
+        float, typer.Option(help="Hours of traffic (labels mature 2h15m after an impression).", min=4)
+    ] = 24.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the end-to-end demo on embedded defaults (no infrastructure needed)."""

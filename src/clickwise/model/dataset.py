@@ -2,7 +2,8 @@
 ``<data>/_dataset.json``.
 
 Columns: ``event_id``, ``event_ms``, one column per pipeline feature, the label column and
-``label_mature``. Only rows with a mature label are read: an immature row's label may still flip to 1,
+``label_mature`` (and ``correction`` in rows emitted by ``clickwise run``: corrections are applied).
+Only rows with a mature label are read: an immature row's label may still flip to 1,
 so learning from it would teach the model that recent impressions do not get clicked.
 The manifest's fingerprint must equal the pipeline's; a folder without a manifest is accepted and
 its feature kinds are taken from the pipeline.
@@ -19,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from clickwise.dataset.stream import CORRECTION, read_rows
 from clickwise.model._io import open_existing, read_json
 from clickwise.model.errors import FingerprintMismatchError, TrainingDataError
 from clickwise.spec import DerivedFeature, Pipeline, TableFeature
@@ -118,7 +120,10 @@ def read_training_set(
             f"training set {data!r} lacks columns {missing}; it was written for another pipeline or by an "
             f"older writer. Rebuild it with `clickwise dataset -p <pipeline>`"
         )
-    table = root.read_parquet(files, columns=columns)
+    if CORRECTION in schema_names:  # streaming rows: a correction replaces its exposure's row
+        table = _plain_strings(read_rows(root, "").to_arrow().select(columns))
+    else:
+        table = root.read_parquet(files, columns=columns)
     rows_read = table.num_rows
     table = table.filter(pc.fill_null(table.column(MATURE), False))
     table = table.sort_by([(EVENT_MS, "ascending"), (EVENT_ID, "ascending")])
@@ -129,6 +134,17 @@ def read_training_set(
         for name in wanted
     )
     return TrainingSet(data, table, specs, label, pipeline.label.horizon, manifest, rows_read, extra)
+
+
+def _plain_strings(table: pa.Table) -> pa.Table:
+    """Polars hands strings over as views; the rest of the package expects plain Arrow strings."""
+    fields = [
+        pa.field(f.name, pa.string())
+        if pa.types.is_string_view(f.type) or pa.types.is_large_string(f.type)
+        else f
+        for f in table.schema
+    ]
+    return table.cast(pa.schema(fields))
 
 
 def _check_manifest(manifest: dict[str, Any], pipeline: Pipeline, data: str) -> None:
