@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from clickwise.tables.feeds import FIXED_POINT_SCALE, AggPlan, Feed, RatioPlan
 from clickwise.tables.runs import Run, key_order
-from clickwise.tables.sketch import estimate_distinct
+from clickwise.tables.sketch import REGISTERS, REST_BITS, estimate_from_registers
 
 _NO_PREVIOUS = np.iinfo(np.int64).max  # rows left out by a mask are never a first occurrence
 
@@ -180,10 +180,29 @@ def _distinct(
         firsts = run._prefix[name] = np.r_[np.int64(0), np.cumsum(previous < 0, dtype=np.int64)]
     counts = _count_first_occurrences(previous, firsts, lo, start, end)
     over = np.flatnonzero(counts > agg.exact_up_to)
-    for i in over.tolist():
-        window = values[start[i] : end[i]][valid[start[i] : end[i]]]
-        counts[i] = estimate_distinct(window, agg.exact_up_to)
+    if len(over):
+        counts[over] = _sketch_estimates(values, valid, start[over], end[over])
     return counts
+
+
+def _sketch_estimates(
+    values: np.ndarray, valid: np.ndarray, start: np.ndarray, end: np.ndarray
+) -> np.ndarray:
+    """The HyperLogLog estimate of each window ``[start, end)`` (the same registers and estimate as
+    :func:`estimate_distinct`). Windows sharing a first row and growing are folded into the same
+    registers one new row at a time, so a heavy key's windows cost its rows once, not each time."""
+    order = np.lexsort((end, start))
+    estimates = np.zeros(len(start), dtype=np.int64)
+    registers = np.zeros(REGISTERS, dtype=np.uint8)
+    first, done = -1, -1
+    for i in order.tolist():
+        if start[i] != first or end[i] < done:
+            registers[:] = 0
+            first, done = int(start[i]), int(start[i])
+        _fold(registers, values, valid, done, int(end[i]), REST_BITS)
+        done = int(end[i])
+        estimates[i] = estimate_from_registers(registers)
+    return estimates
 
 
 def _previous_occurrence(run: Run, agg: AggPlan, values: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -415,6 +434,28 @@ def _min_max(
                 out[i] = values[j]
                 found[i] = True
     return out, found
+
+
+@numba.njit(cache=True, nogil=True)
+def _fold(
+    registers: np.ndarray, values: np.ndarray, valid: np.ndarray, start: int, end: int, rest_bits: int
+) -> None:
+    """Add rows ``[start, end)`` to HyperLogLog registers: index = the hash's top bits, rank = the
+    leading zeros of the rest plus one (as :func:`clickwise.tables.sketch.registers`)."""
+    mask = (np.uint64(1) << np.uint64(rest_bits)) - np.uint64(1)
+    for j in range(start, end):
+        if not valid[j]:
+            continue
+        value = values[j]
+        index = value >> np.uint64(rest_bits)
+        rest = value & mask
+        length = 0
+        while rest > 0:
+            rest >>= np.uint64(1)
+            length += 1
+        rank = rest_bits - length + 1
+        if rank > registers[index]:
+            registers[index] = rank
 
 
 @numba.njit(cache=True, nogil=True)

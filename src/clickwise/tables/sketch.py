@@ -18,7 +18,7 @@ import numpy as np
 P = 14
 REGISTERS = 1 << P
 _ALPHA = 0.7213 / (1 + 1.079 / REGISTERS)
-_REST_BITS = 64 - P
+REST_BITS = 64 - P
 
 
 def value_hash(value: object) -> int:
@@ -33,8 +33,8 @@ def hash_values(values: Iterable[object]) -> np.ndarray:
 
 def registers(hashes: np.ndarray) -> np.ndarray:
     """HyperLogLog registers (uint8, length 2**14) of a set of hashes."""
-    index = (hashes >> np.uint64(_REST_BITS)).astype(np.int64)
-    rest = hashes & np.uint64((1 << _REST_BITS) - 1)
+    index = (hashes >> np.uint64(REST_BITS)).astype(np.int64)
+    rest = hashes & np.uint64((1 << REST_BITS) - 1)
     # rank = leading zeros of the 50-bit remainder + 1 = 50 - bit_length(rest) + 1
     bit_length = np.zeros(len(rest), dtype=np.int64)
     nonzero = rest > 0
@@ -42,7 +42,7 @@ def registers(hashes: np.ndarray) -> np.ndarray:
     # float log2 can round up just below a power of two: fix with an exact check
     too_big = nonzero & (np.left_shift(np.uint64(1), (bit_length - 1).clip(0).astype(np.uint64)) > rest)
     bit_length[too_big] -= 1
-    rank = (_REST_BITS - bit_length + 1).astype(np.uint8)
+    rank = (REST_BITS - bit_length + 1).astype(np.uint8)
     out = np.zeros(REGISTERS, dtype=np.uint8)
     np.maximum.at(out, index, rank)
     return out
