@@ -63,14 +63,15 @@ def backfill(
     from_ms: int,
     to_ms: int,
     *,
-    fmt: str = "parquet",
+    fmt: str | None = None,
     sagemaker: bool = False,
     overwrite: bool = False,
     tables: Tables | None = None,
     progress: Progress | None = None,
 ) -> BackfillReport:
     """Write the training set of exposures with ``from_ms <= t < to_ms`` to ``out`` (a folder or
-    ``s3://`` URL). The tables are first brought up to date with the lake."""
+    ``s3://`` URL) as Parquet, CSV, or (``sagemaker``) SageMaker CSV. The tables are first brought
+    up to date with the lake. ``overwrite`` replaces what ``out`` holds (never a clickwise root)."""
     if pipeline.label is None:
         raise DatasetError("the pipeline has no label: a training set needs one (exposure, outcome, horizon)")
     if to_ms <= from_ms:
@@ -78,14 +79,17 @@ def backfill(
             f"the range is empty: --to ({format_ms(to_ms)}) is not after --from ({format_ms(from_ms)})"
         )
     started = time.perf_counter()
+    if sagemaker and fmt not in (None, "csv"):
+        raise DatasetError(f"--sagemaker writes CSV; it cannot be combined with --format {fmt}")
+    fmt = fmt or ("csv" if sagemaker else "parquet")
     target = open_root(out)
+    features = FeatureSet(pipeline)
+    label = pipeline.label
+    writer = DatasetWriter(target, features.infos, label.name, fmt=fmt, sagemaker=sagemaker)  # checks first
     _prepare(target, overwrite)
     if tables is None:
         tables = Tables.open(pipeline, root)
     tables.catch_up()
-    features = FeatureSet(pipeline)
-    label = pipeline.label
-    writer = DatasetWriter(target, features.infos, label.name, fmt=fmt, sagemaker=sagemaker)
     lake = Lake(root, pipeline)
     exposures = _by_hour(lake.files(label.exposure, from_ms, to_ms))
     outcome_files = lake.files(label.outcome, *outcome_range_ms(label, from_ms, to_ms))
@@ -202,6 +206,10 @@ def _prepare(target: Root, overwrite: bool) -> None:
     existing = target.list_files("")
     if not existing:
         return
+    if any(path.startswith(("lake/", "tables/", "deadletters/")) for path in existing):
+        raise DatasetError(
+            f"{target.url} holds a clickwise root (lake, tables); write the training set elsewhere"
+        )
     if not overwrite:
         raise DatasetError(
             f"{target.url} already holds {len(existing)} files; choose an empty folder or pass --overwrite"

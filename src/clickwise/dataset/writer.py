@@ -45,7 +45,7 @@ class DatasetWriter:
         if fmt not in FORMATS:
             raise DatasetError(f"unknown format {fmt!r}; use one of {list(FORMATS)}")
         if sagemaker and fmt != "csv":
-            raise DatasetError("--sagemaker writes CSV; use --format csv (or leave the format out)")
+            raise DatasetError(f"--sagemaker writes CSV; it cannot be combined with --format {fmt}")
         self.root = root
         self.features = features
         self.label = label
