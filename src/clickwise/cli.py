@@ -433,7 +433,7 @@ def dataset(
     root: RootOpt = None,
     start: FromOpt = "",
     end: ToOpt = "",
-    fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    fmt: Annotated[str | None, typer.Option("--format", help="parquet (default) or csv.")] = None,
     sagemaker: Annotated[
         bool, typer.Option(help="CSV for SageMaker's built-in algorithms: label first, no header, numbers.")
     ] = False,
@@ -450,7 +450,7 @@ def dataset(
         low, high = _range(p, r, start, end)
         with _progress("backfilling (exposures)", enabled=not as_json) as update:
             report = backfill(
-                p, r, out_url, low, high, fmt="csv" if sagemaker else fmt, sagemaker=sagemaker,
+                p, r, out_url, low, high, fmt=fmt, sagemaker=sagemaker,
                 overwrite=overwrite, progress=update,
             )  # fmt: skip
         if as_json:
@@ -691,6 +691,92 @@ def status(pipeline: PipelineOpt, root: RootOpt = None, as_json: JsonOpt = False
         out.print(grid)
         for line in report["summary"]:
             out.print(line, highlight=False, soft_wrap=True)
+
+    _run(body)
+
+
+@app.command()
+def serve(
+    pipeline: PipelineOpt,
+    root: RootOpt = None,
+    models: Annotated[str | None, typer.Option(help="Models folder (from `clickwise train`).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="A model folder, a version, or 'latest'. Default: the active or latest."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    api_keys: Annotated[
+        str | None,
+        typer.Option(
+            "--api-keys", help="Keys file (`clickwise keys add`); default $CLICKWISE_API_KEYS_FILE."
+        ),
+    ] = None,
+    open_reads: Annotated[
+        bool, typer.Option(help="Let reads (lookups, decisions) in without a key.")
+    ] = False,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="No keys at all (local experiments only; never expose it).")
+    ] = False,
+) -> None:
+    """The HTTP service: POST events, GET features now or as of a moment, POST decisions."""
+
+    def body() -> None:
+        import os
+
+        import uvicorn
+
+        from clickwise.serve import KeyStore, Service, Settings, build_asgi
+        from clickwise.serve.auth import ENV_FILE
+
+        p, r = _open(pipeline, root)
+        keys_file = api_keys or os.environ.get(ENV_FILE)
+        if keys_file is None and not no_auth:
+            raise ClickwiseError(
+                "the service needs API keys: pass --api-keys FILE (create one with "
+                "`clickwise keys add --scopes read,write --file FILE`) or set $CLICKWISE_API_KEYS_FILE; "
+                "--no-auth turns authentication off for local experiments"
+            )
+        keys = KeyStore.load(keys_file) if keys_file else None
+        service = Service(p, r, models=models, model=model)
+        version = service.predictor.version if service.predictor else "none"
+        err.print(
+            f"clickwise serve: pipeline {p.name}, root {r.url}, model {version}, state loaded in "
+            f"{service.startup_s:.2f} s; listening on http://{host}:{port} (docs at /docs)",
+            highlight=False,
+        )
+        asgi = build_asgi(service, Settings(keys=keys, open_reads=open_reads))
+        # SIGTERM/SIGINT: uvicorn finishes in-flight requests, then the app's shutdown makes the
+        # decision log durable (table state is checkpointed by every ingest already)
+        uvicorn.run(asgi, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
+
+    _run(body)
+
+
+keys_app = typer.Typer(help="API keys of the HTTP service.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("add")
+def keys_add(
+    scopes: Annotated[str, typer.Option(help="Comma-separated: read, write, admin.")] = "read",
+    file: Annotated[Path, typer.Option(help="The keys file (created if missing).")] = Path(
+        "clickwise-keys.json"
+    ),
+    name: Annotated[str | None, typer.Option(help="A name for the key (shown in logs).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an API key; print it once (only its hash is stored)."""
+
+    def body() -> None:
+        from clickwise.serve import add_key
+
+        key, record = add_key(file, [s.strip() for s in scopes.split(",") if s.strip()], name=name)
+        if as_json:
+            _print_json({"key": key, "id": record.id, "scopes": sorted(record.scopes), "file": str(file)})
+            return
+        out.print(f"{key}", highlight=False)
+        err.print(f"key {record.id} ({', '.join(sorted(record.scopes))}) added to {file}; shown only now")
 
     _run(body)
 

@@ -38,9 +38,11 @@ class StreamCounts:
     filtered: int = 0
     inputs: int = 0
     skipped_inputs: int = 0
+    problems: list[tuple[int, str, str | None]] = field(default_factory=list, repr=False)
+    """(row, reason, field) of each rejected record of an in-memory batch (rows count from 0)."""
 
     def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+        return {name: value for name, value in self.__dict__.items() if name != "problems"}
 
 
 @dataclass
@@ -156,6 +158,8 @@ class Ingestor:
         valid, rejected = validate(chunk.table, self.pipeline.streams[stream], now_ms=now_ms)
         if len(rejected.rows):
             rows = rejected.rows.tolist()
+            if source is None:  # an in-memory batch: its caller answers per record
+                counts.problems.extend(zip(rows, rejected.reasons, rejected.fields, strict=True))
             for row, reason, field_name, raw in zip(
                 chunk.source_rows(rows), rejected.reasons, rejected.fields, chunk.raw_text(rows), strict=True
             ):

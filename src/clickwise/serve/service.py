@@ -1,0 +1,351 @@
+"""What the HTTP service does, without HTTP: ingest events, read tables, decide, switch models.
+
+One :class:`Service` owns the pipeline's tables at a root. Events are validated, de-duplicated,
+enriched, stored in the lake and applied to the tables before :meth:`Service.ingest` returns, so a
+read right after sees them. A decision computes the opportunity's features as of its time through
+the same :class:`~clickwise.features.FeatureSet` as the backfill, scores them with the active
+model and applies the pipeline's decision rules; every decision is logged with the features it
+used (``<root>/decisions/``), so the label join can turn served decisions into training rows.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+import polars as pl
+import pyarrow as pa
+
+from clickwise.enrich.apply import Enricher
+from clickwise.errors import ClickwiseError
+from clickwise.events import Ingestor
+from clickwise.events.validate import EVENT_MS, validate
+from clickwise.features import FeatureSet
+from clickwise.model import Predictor, list_versions, resolve
+from clickwise.model.money import first_rule_holding
+from clickwise.model.registry import active as active_version
+from clickwise.model.registry import set_active
+from clickwise.spec import Pipeline
+from clickwise.storage import Root
+from clickwise.tables import Tables
+from clickwise.tables.engine import TableReadError
+from clickwise.time import Clock, SystemClock, format_ms, parse_instant_ms
+
+MAX_KEY_LENGTH = 1024
+DECISION_LOG = "decisions"
+LOG_FLUSH_ROWS = 20_000
+
+
+class ServiceError(ClickwiseError):
+    """A request the service refuses: ``status`` is the HTTP status, ``code`` a stable word."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+@dataclass
+class IngestResult:
+    accepted: int
+    rejected: int
+    duplicates: int
+    errors: list[dict[str, Any]]
+    watermark_ms: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Service:
+    """The tables, the active model and the decision policy of one pipeline at one root."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        root: Root,
+        *,
+        models: str | None = None,
+        model: str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        started = time.perf_counter()
+        self.pipeline = pipeline
+        self.root = root
+        self.clock = clock or SystemClock()
+        self.lock = threading.RLock()  # the tables are read and updated under it
+        self.tables = Tables.open(pipeline, root, clock=self.clock)
+        self.tables.catch_up()
+        self.ingestor = Ingestor(pipeline, root, clock=self.clock)
+        self.features = FeatureSet(pipeline) if pipeline.label is not None else None
+        self.models = models
+        self.predictor: Predictor | None = None
+        if model is not None or (models is not None and list_versions(models)):
+            chosen = model or (active_version(models) if models else None) or "latest"
+            self.predictor = self._load(resolve(chosen, models))
+        self._enricher = Enricher(pipeline, pipeline.label.exposure) if pipeline.label is not None else None
+        self._log: list[pa.Table] = []
+        self._log_rows = 0
+        self._log_lock = threading.Lock()
+        self.startup_s = time.perf_counter() - started
+
+    # --- events ---------------------------------------------------------------------------------
+
+    def ingest(self, stream: str, records: list[dict[str, Any]]) -> IngestResult:
+        """Store and apply a batch of one stream's records; bad ones are rejected with a reason each."""
+        if stream not in self.pipeline.streams:
+            raise ServiceError(
+                404,
+                "unknown_stream",
+                f"unknown stream {stream!r}; the pipeline has {sorted(self.pipeline.streams)}",
+                "stream",
+            )
+        table = _records_table(records)
+        with self.lock:
+            counts = self.ingestor.ingest_table(table, stream, tag=f"http-{uuid.uuid4().hex}", source="http")
+            self.tables.catch_up()
+            watermark = self.tables.watermark_ms
+        errors = [{"index": row, "field": field, "reason": reason} for row, reason, field in counts.problems]
+        return IngestResult(counts.accepted, counts.rejected, counts.duplicates, errors, watermark)
+
+    # --- reads ------------------------------------------------------------------------------------
+
+    def parse_key(self, table: str, text: str) -> Any:
+        """A key from a URL: the value, or values joined by ',' for several fields; '-' for none."""
+        definition = self.pipeline.tables.get(table)
+        if definition is None:
+            raise ServiceError(
+                404,
+                "unknown_table",
+                f"unknown table {table!r}; the pipeline has {sorted(self.pipeline.tables)}",
+                "table",
+            )
+        if len(text) > MAX_KEY_LENGTH:
+            raise ServiceError(400, "bad_key", f"a key is at most {MAX_KEY_LENGTH} characters", "key")
+        fields = definition.key
+        if not fields:
+            return None
+        parts = text.split(",") if len(fields) > 1 else [text]
+        if len(parts) != len(fields):
+            raise ServiceError(
+                400,
+                "bad_key",
+                f"table {table!r} is keyed by {fields}: give {len(fields)} values joined by ','",
+                "key",
+            )
+        return parts[0] if len(fields) == 1 else tuple(parts)
+
+    def parse_time(self, text: str | None, field: str = "as_of") -> int | None:
+        if text is None or text == "":
+            return None
+        try:
+            return parse_instant_ms(text)
+        except ClickwiseError as exc:
+            raise ServiceError(400, "bad_time", str(exc), field) from None
+
+    def lookup(self, table: str, key: Any, as_of_ms: int | None) -> dict[str, Any]:
+        with self.lock:
+            moment = self.tables.now_ms() if as_of_ms is None else as_of_ms
+            try:
+                values = self.tables.get_one(table, key, moment)
+            except TableReadError as exc:
+                raise ServiceError(400, "bad_key", str(exc), "key") from None
+        return {"table": table, "key": key, "as_of_ms": moment, "as_of": format_ms(moment), "values": values}
+
+    def lookup_many(self, table: str, keys: list[Any], as_of_ms: int | None) -> dict[str, Any]:
+        with self.lock:
+            moment = self.tables.now_ms() if as_of_ms is None else as_of_ms
+            try:
+                rows = self.tables.get_many(table, keys, moment)
+            except TableReadError as exc:
+                raise ServiceError(400, "bad_key", str(exc), "keys") from None
+        return {
+            "table": table,
+            "as_of_ms": moment,
+            "rows": [{"key": k, "values": v} for k, v in zip(keys, rows, strict=True)],
+        }
+
+    # --- decisions --------------------------------------------------------------------------------
+
+    def decide(self, opportunities: list[dict[str, Any]], *, explain: bool = False) -> list[dict[str, Any]]:
+        """A decision per opportunity (impression fields, no label): p_click, serve/skip/block, why."""
+        predictor = self.predictor
+        if predictor is None or self.features is None or self._enricher is None:
+            raise ServiceError(
+                409,
+                "no_model",
+                "no model is active; train one and activate it (POST /v1/models/{version}/activate)",
+            )
+        label = self.pipeline.label
+        assert label is not None
+        definition = self.pipeline.streams[label.exposure]
+        now_ms = self.clock.now_ms()
+        prepared = [self._opportunity(record, definition, now_ms) for record in opportunities]
+        valid, rejected = validate(_records_table(prepared), definition, now_ms=now_ms)
+        if len(rejected.rows):
+            index = int(rejected.rows[0])
+            raise ServiceError(
+                422, "invalid_opportunity", f"opportunity {index}: {rejected.reasons[0]}", rejected.fields[0]
+            )
+        events = pl.from_arrow(self._enricher.enrich_many(valid))
+        assert isinstance(events, pl.DataFrame)
+        with self.lock:
+            values = self.features.compute(self.tables, events)
+        table = pa.table(values)
+        p_click = predictor.predict(table)
+        outcomes = self._policy(table, p_click)
+        event_id = definition.event_id
+        ids = events.get_column(event_id).to_list() if event_id else [None] * events.height
+        event_ms = events.get_column(EVENT_MS).to_list()
+        self._record(ids, event_ms, table, p_click, outcomes, predictor.version)
+        answers = []
+        rows = table.to_pylist() if explain else None
+        for i, (decision, reasons) in enumerate(outcomes):
+            answer: dict[str, Any] = {
+                "id": ids[i],
+                "p_click": float(p_click[i]),
+                "decision": decision,
+                "reasons": reasons,
+                "model_version": predictor.version,
+                "pipeline_fingerprint": self.pipeline.fingerprint(),
+                "as_of_ms": event_ms[i],
+            }
+            if rows is not None:
+                answer["features"] = rows[i]
+            answers.append(answer)
+        return answers
+
+    def _opportunity(self, record: Any, definition: Any, now_ms: int) -> dict[str, Any]:
+        if not isinstance(record, dict):
+            raise ServiceError(
+                422, "invalid_opportunity", "each opportunity is a JSON object of impression fields"
+            )
+        record = dict(record)
+        time_field = definition.time.field
+        if record.get(time_field) is None:  # an opportunity happens now unless it says when
+            if definition.time.format == "epoch_ms":
+                record[time_field] = now_ms
+            elif definition.time.format == "epoch_s":
+                record[time_field] = now_ms // 1000
+        if definition.event_id and record.get(definition.event_id) is None:
+            record[definition.event_id] = uuid.uuid4().hex
+        return record
+
+    def _policy(self, table: pa.Table, p_click: np.ndarray) -> list[tuple[str, list[str]]]:
+        decision = self.pipeline.decision
+        if decision is None:
+            return [("serve", []) for _ in range(len(p_click))]
+        first = first_rule_holding(table, decision.block)
+        if isinstance(decision.cost, str):
+            cost = table.column(decision.cost).cast(pa.float64()).fill_null(0.0).to_numpy()
+        else:
+            cost = np.full(len(p_click), float(decision.cost))
+        outcomes = []
+        for i in range(len(p_click)):
+            if first[i] >= 0:
+                rule = decision.block[int(first[i])]
+                why = "bot agent" if rule.feature == "is_bot_agent" else "bot-like history"
+                outcomes.append(("block", [f"{why}: {rule.feature} {rule.op} {rule.value}"]))
+            elif p_click[i] * decision.value_per_click > cost[i]:
+                outcomes.append(("serve", []))
+            else:
+                outcomes.append(("skip", ["below value threshold: p_click x value per click <= cost"]))
+        return outcomes
+
+    def _record(
+        self,
+        ids: list[Any],
+        event_ms: list[int],
+        table: pa.Table,
+        p_click: np.ndarray,
+        outcomes: list[tuple[str, list[str]]],
+        version: str,
+    ) -> None:
+        log = table.add_column(0, "event_id", pa.array(ids, pa.string()))
+        log = log.add_column(1, "event_ms", pa.array(event_ms, pa.int64()))
+        log = log.append_column("p_click", pa.array(p_click, pa.float64()))
+        log = log.append_column("decision", pa.array([o[0] for o in outcomes], pa.string()))
+        log = log.append_column("model_version", pa.array([version] * len(ids), pa.string()))
+        log = log.append_column("decided_ms", pa.array([self.clock.now_ms()] * len(ids), pa.int64()))
+        with self._log_lock:
+            self._log.append(log)
+            self._log_rows += log.num_rows
+            full = self._log_rows >= LOG_FLUSH_ROWS
+        if full:
+            self.flush_decisions()
+
+    def flush_decisions(self) -> str | None:
+        """Write the logged decisions not written yet (one Parquet file); returns its path."""
+        with self._log_lock:
+            parts, self._log, self._log_rows = self._log, [], 0
+        if not parts:
+            return None
+        table = pa.concat_tables(parts, promote_options="permissive")
+        stamp = format_ms(self.clock.now_ms())
+        path = f"{DECISION_LOG}/date={stamp[:10]}/hour={stamp[11:13]}/part-{time.time_ns()}.parquet"
+        self.root.write_parquet(path, table)
+        return path
+
+    # --- models -----------------------------------------------------------------------------------
+
+    def _load(self, model_dir: str) -> Predictor:
+        try:
+            return Predictor.load(model_dir, pipeline=self.pipeline)
+        except ClickwiseError as exc:
+            raise ServiceError(409, "model_refused", str(exc)) from None
+
+    def list_models(self) -> dict[str, Any]:
+        if self.models is None:
+            return {
+                "models": None,
+                "versions": [],
+                "active": self.predictor.version if self.predictor else None,
+            }
+        return {
+            "models": self.models,
+            "versions": list_versions(self.models),
+            "active": self.predictor.version if self.predictor else None,
+        }
+
+    def activate(self, version: str) -> dict[str, Any]:
+        """Load a version and swap it in (requests in flight finish on the old one)."""
+        if self.models is None:
+            raise ServiceError(409, "no_registry", "the service was started without --models")
+        if version not in list_versions(self.models):
+            raise ServiceError(
+                404, "unknown_model", f"no model version {version!r} in {self.models}", "version"
+            )
+        predictor = self._load(resolve(version, self.models))
+        set_active(self.models, version)
+        self.predictor = predictor
+        return {"active": version}
+
+    def close(self) -> None:
+        """Make everything durable: the decision log (the tables are checkpointed on every ingest)."""
+        self.flush_decisions()
+
+
+def _records_table(records: list[dict[str, Any]]) -> pa.Table:
+    """Records as columns. When a field's values have mixed types (a number here, text there),
+    every value becomes its JSON text, so validation judges each record on its own (text is cast
+    to the field's type, leniently) instead of the whole batch failing."""
+    if not records:
+        return pa.table({})
+    try:
+        return pa.Table.from_pylist(records)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, OverflowError):
+        texts = [{name: _text(value) for name, value in record.items()} for record in records]
+        return pa.Table.from_pylist(texts)
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
