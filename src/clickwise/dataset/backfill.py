@@ -10,6 +10,7 @@ holds one hour of exposures (plus the tables), whatever the range.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -30,6 +31,8 @@ from clickwise.tables.engine import Tables
 from clickwise.time import MS_PER_HOUR, format_ms
 
 Progress = Callable[[int, int], None]
+WORKERS = 2
+"""Hours read and computed at once (the machines this targets have two cores or more)."""
 
 
 @dataclass
@@ -112,27 +115,33 @@ def backfill(
         low, high = outcome_range_ms(label, hour_ms, hour_ms + MS_PER_HOUR)
         return events, _read_range(root, outcome_files, outcome_columns, low, high)
 
-    def write(hour_ms: int, table: pa.Table) -> None:
-        report.files.append(writer.write(hour_ms, table))
+    def work(hour_ms: int) -> tuple[int, pa.Table | None]:
+        events, outcomes = read(hour_ms)
+        seen = events.height
+        events = events.filter((pl.col(EVENT_MS) >= from_ms) & (pl.col(EVENT_MS) < to_ms))
+        if events.height == 0:
+            return seen, None
+        return seen, _rows_of(pipeline, tables, features, events, outcomes, event_id, watermark)
 
     done = 0
-    # One thread reads the next hour and one writes the last while this one computes (Arrow and
-    # the compiled loops release the GIL); at most one hour waits on each side.
-    with ThreadPoolExecutor(1, "cw-read") as reader, ThreadPoolExecutor(1, "cw-write") as writer_pool:
-        pending_read = reader.submit(read, hours[0]) if hours else None
-        pending_write: Future[None] | None = None
-        for number, hour_ms in enumerate(hours):
-            assert pending_read is not None
-            events, outcomes = pending_read.result()
-            if number + 1 < len(hours):
-                pending_read = reader.submit(read, hours[number + 1])
-            done += events.height
-            events = events.filter((pl.col(EVENT_MS) >= from_ms) & (pl.col(EVENT_MS) < to_ms))
-            if events.height:
-                table = _rows_of(pipeline, tables, features, events, outcomes, event_id, watermark)
+    # Two workers read and compute hours side by side (Arrow, numpy and the compiled loops release
+    # the GIL) and one thread writes, in hour order; at most a few hours are in memory at once.
+    with ThreadPoolExecutor(WORKERS, "cw-backfill") as workers, ThreadPoolExecutor(1, "cw-write") as out_pool:
+        queued: deque[tuple[int, Future[tuple[int, pa.Table | None]]]] = deque()
+        upcoming = iter(hours)
+        pending_write: Future[str] | None = None
+        while True:
+            while len(queued) < WORKERS + 1 and (hour := next(upcoming, None)) is not None:
+                queued.append((hour, workers.submit(work, hour)))
+            if not queued:
+                break
+            hour_ms, job = queued.popleft()
+            seen, table = job.result()
+            done += seen
+            if table is not None:
                 if pending_write is not None:
-                    pending_write.result()
-                pending_write = writer_pool.submit(write, hour_ms, table)
+                    report.files.append(pending_write.result())
+                pending_write = out_pool.submit(writer.write, hour_ms, table)
                 report.rows += table.num_rows
                 report.positives += int(np.count_nonzero(table.column(label.name).to_numpy()))
                 report.mature += int(
@@ -142,7 +151,7 @@ def backfill(
             if progress is not None:
                 progress(done, total)
         if pending_write is not None:
-            pending_write.result()
+            report.files.append(pending_write.result())
     report.bytes = writer.bytes
     report.seconds = time.perf_counter() - started
     writer.finish(

@@ -61,7 +61,10 @@ class DatasetWriter:
         folder = f"date={stamp[:10]}/hour={stamp[11:13]}"
         if self.fmt == "parquet":
             path = f"{folder}/part-00000.parquet"
-            self.bytes += self.root.write_parquet(path, table)
+            # text features repeat (countries, browsers); ids and numbers rarely do, and building
+            # dictionaries for them costs more than it saves
+            texts = [info.name for info in self.features if info.type == "string"]
+            self.bytes += self.root.write_parquet(path, table, dictionary=texts)
         else:
             path = f"{folder}/part-00000.csv"
             data = self._csv(table)

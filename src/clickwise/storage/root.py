@@ -71,10 +71,18 @@ class Root:
         except OSError as exc:
             raise StorageError(f"cannot read {self.url}/{relative}: {exc}") from exc
 
-    def write_parquet(self, relative: str, table: pa.Table, *, compression: str = "zstd") -> int:
-        """Write a table as one Parquet file, atomically; returns its size in bytes."""
+    def write_parquet(
+        self,
+        relative: str,
+        table: pa.Table,
+        *,
+        compression: str = "zstd",
+        dictionary: bool | list[str] = True,
+    ) -> int:
+        """Write a table as one Parquet file, atomically; returns its size in bytes. ``dictionary``
+        names the columns worth dictionary encoding (default: all)."""
         sink = io.BytesIO()
-        pq.write_table(table, sink, compression=compression, use_dictionary=True, write_statistics=True)
+        pq.write_table(table, sink, compression=compression, use_dictionary=dictionary, write_statistics=True)
         data = sink.getvalue()
         self.write_bytes(relative, data)
         return len(data)
