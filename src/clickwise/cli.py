@@ -746,11 +746,37 @@ def serve(
             highlight=False,
         )
         asgi = build_asgi(service, Settings(keys=keys, open_reads=open_reads))
-        # SIGTERM/SIGINT: uvicorn finishes in-flight requests, then the app's shutdown makes the
-        # decision log durable (table state is checkpointed by every ingest already)
-        uvicorn.run(asgi, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
+        config = uvicorn.Config(asgi, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
+        _graceful_server()(config).run()
 
     _run(body)
+
+
+def _graceful_server() -> type:
+    import contextlib
+    import signal
+    import threading
+
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """SIGTERM/SIGINT: finish the requests in flight, run the app's shutdown (which makes the
+        decision log durable; table state is checkpointed by every ingest), then exit with 0
+        (uvicorn itself re-raises the signal after its graceful stop, so the exit looks like a crash)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return GracefulServer
 
 
 keys_app = typer.Typer(help="API keys of the HTTP service.", no_args_is_help=True)
@@ -777,6 +803,57 @@ def keys_add(
             return
         out.print(f"{key}", highlight=False)
         err.print(f"key {record.id} ({', '.join(sorted(record.scopes))}) added to {file}; shown only now")
+
+    _run(body)
+
+
+@app.command()
+def replay(
+    inputs: Annotated[list[str], typer.Argument(help="Files, folders or globs of recorded events.")],
+    pipeline: PipelineOpt,
+    url: Annotated[str, typer.Option(help="The service, e.g. http://127.0.0.1:8000.")],
+    rate: Annotated[float, typer.Option(help="Events per second to send.", min=0.001)],
+    batch: Annotated[int, typer.Option(help="Events per request (at most 10,000).", min=1)] = 500,
+    api_key: Annotated[
+        str | None,
+        typer.Option("--api-key", envvar="CLICKWISE_API_KEY", help="A key with the write scope."),
+    ] = None,
+    stream: Annotated[
+        str | None, typer.Option(help="The stream; default: from each file or folder name.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send recorded events to a running service at a steady rate (in arrival order when the records
+    carry it), and report what was accepted, the achieved rate and the request latency."""
+
+    def body() -> None:
+        from clickwise.serve.replay import replay as run_replay
+        from clickwise.spec import load_pipeline
+
+        p = load_pipeline(pipeline)
+        with _progress("replaying", enabled=not as_json) as update:
+            report = run_replay(p, url, inputs, rate=rate, batch=batch, api_key=api_key, stream=stream,
+                                progress=update)  # fmt: skip
+        if as_json:
+            _print_json(report.to_json())
+        else:
+            latency = report.latency_ms()
+            shown = (
+                "-" if latency["p50"] is None else f"p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms"
+            )
+            out.print(
+                f"sent {report.sent:,} of {report.total:,} events ({report.order} order) in "
+                f"{report.requests:,} requests over {report.seconds:.1f} s: {report.rate:,.0f} events/s "
+                f"(asked {report.target_rate:,.0f}); accepted {report.accepted:,}, rejected "
+                f"{report.rejected:,}, duplicates {report.duplicates:,}, unreadable {report.unreadable:,}; "
+                f"request latency {shown}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            for error in report.errors[:5]:
+                out.print(f"  {error['stream']} #{error['index']}: {error['reason']}", highlight=False)
+        if report.stopped:
+            raise ClickwiseError(f"replay stopped after {report.sent:,} events: {report.stopped}")
 
     _run(body)
 
