@@ -23,6 +23,7 @@ from clickwise.events.filters import filter_expr
 from clickwise.tables.feeds import FIXED_POINT_SCALE, AggPlan, Feed
 from clickwise.tables.hashing import hash_texts
 from clickwise.tables.sketch import hash_values
+from clickwise.tables.sorting import merge_sorted_blocks, radix_argsort
 
 KEY_SEPARATOR = "\x1f"
 _FIXED_LIMIT = 9e9  # |value| beyond this would overflow the fixed-point grid; such values are clipped
@@ -211,14 +212,14 @@ def key_order(key_hash: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     """A stable permutation grouping rows by key hash (ascending), the distinct hashes, and where
     each group starts. Rows already in time order stay in time order within their key.
 
-    With few distinct keys (countries, campaigns) their ranks are sorted by a linear, stable radix
-    sort on 16-bit digits; with many (users, impressions) a stable comparison sort is cheaper.
+    With few distinct keys (countries, campaigns) their ranks are sorted by a stable radix sort on
+    16-bit digits; with many (users, impressions) the hashes themselves, by a byte-wise radix sort.
     """
     if len(key_hash) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64), np.zeros(1, dtype=np.int64)
     sample = key_hash[:: max(1, len(key_hash) // 4096)]
     if len(np.unique(sample)) * 8 > len(sample):
-        order = np.argsort(key_hash, kind="stable")
+        order = radix_argsort(key_hash)
         ordered = key_hash[order]
         starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
         return order, ordered[starts], starts_from_counts(np.diff(np.r_[starts, len(ordered)]))
@@ -356,10 +357,24 @@ def merge_runs(runs: list[Run]) -> Run:
     if len(runs) == 1:
         return runs[0]
     all_distinct = np.concatenate([r.distinct for r in runs])
-    distinct, first = np.unique(all_distinct, return_index=True)
-    rank = np.concatenate([np.repeat(np.searchsorted(distinct, r.distinct), np.diff(r.starts)) for r in runs])
+    # each run's keys are sorted and distinct: merge them into the union, ranking every key
+    key_offsets = np.cumsum([0, *(len(r.distinct) for r in runs)])
+    zeros = np.zeros(len(all_distinct), dtype=np.int64)
+    by_key = merge_sorted_blocks(key_offsets, all_distinct, zeros, zeros)
+    ordered = all_distinct[by_key]
+    new = np.ones(len(ordered), dtype=np.bool_)
+    new[1:] = ordered[1:] != ordered[:-1]
+    distinct, first = ordered[new], by_key[new]  # first: the earliest run holding the key
+    key_rank = np.empty(len(all_distinct), dtype=np.int64)
+    key_rank[by_key] = np.cumsum(new) - 1
+    rank = np.concatenate(
+        [
+            np.repeat(key_rank[key_offsets[i] : key_offsets[i + 1]], np.diff(r.starts))
+            for i, r in enumerate(runs)
+        ]
+    )
     event_ms = np.concatenate([r.event_ms for r in runs])
-    order = _merge_order(rank, event_ms, [r.arrival_ms for r in runs])
+    order = _merge_order(rank, event_ms, [r.arrival_ms for r in runs], [len(r) for r in runs])
     arrival = None
     if runs[0].arrival_ms is not None:
         arrival = np.concatenate([r.arrival_ms for r in runs if r.arrival_ms is not None])[order]
@@ -370,14 +385,17 @@ def merge_runs(runs: list[Run]) -> Run:
     return Run(event_ms[order], arrival, values, distinct, starts, texts, labels)
 
 
-def _merge_order(rank: np.ndarray, event_ms: np.ndarray, arrivals: list[np.ndarray | None]) -> np.ndarray:
-    low = int(event_ms.min()) if len(event_ms) else 0
-    span = int(event_ms.max()) - low if len(event_ms) else 0
-    if arrivals[0] is None and span < (1 << 40) and len(rank) and int(rank.max()) < (1 << 23):
-        composite = (rank.astype(np.uint64) << np.uint64(40)) | (event_ms - low).astype(np.uint64)
-        return np.argsort(composite, kind="stable")  # timsort: merges the already sorted runs
-    arrival = np.concatenate([a for a in arrivals if a is not None]) if arrivals[0] is not None else None
-    return np.lexsort((event_ms, rank) if arrival is None else (arrival, event_ms, rank))
+def _merge_order(
+    rank: np.ndarray, event_ms: np.ndarray, arrivals: list[np.ndarray | None], sizes: list[int]
+) -> np.ndarray:
+    """The order of the concatenated runs' rows by (key rank, event time, arrival time): the runs are
+    sorted already, so a linear merge of them (stable: ties keep run order)."""
+    offsets = np.cumsum([0, *sizes])
+    if arrivals[0] is None:
+        arrival = np.zeros(len(rank), dtype=np.int64)
+    else:
+        arrival = np.concatenate([a for a in arrivals if a is not None])
+    return merge_sorted_blocks(offsets, rank, event_ms, arrival)
 
 
 def _remap(union: np.ndarray, labels: np.ndarray, codes: np.ndarray) -> np.ndarray:

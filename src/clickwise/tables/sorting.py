@@ -1,0 +1,116 @@
+"""Sorting that knows what it sorts: merging runs that are already sorted, and a radix sort of hashes.
+
+Compaction merges runs, each already sorted by (key, event time, arrival time); a general sort
+would redo that work, so :func:`merge_sorted_blocks` merges them pairwise in linear passes. Grouping
+a batch of events by key hash needs a stable sort of 64-bit values; :func:`radix_argsort` does it
+in a few linear passes (one per byte that varies) instead of a comparison sort.
+
+>>> none = np.zeros(4, np.int64)
+>>> merge_sorted_blocks(np.array([0, 2, 4]), np.array([1, 5, 2, 3]), none, none)
+array([0, 2, 3, 1])
+>>> radix_argsort(np.array([3, 1, 2, 1], dtype=np.uint64))
+array([1, 3, 2, 0])
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+def merge_sorted_blocks(
+    offsets: np.ndarray, first: np.ndarray, second: np.ndarray, third: np.ndarray
+) -> np.ndarray:
+    """The stable sort of a concatenation of blocks ``[offsets[i], offsets[i + 1])``, each already
+    sorted by ``(first, second, third)``; equal rows keep their block order."""
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    return _merge_blocks(
+        offsets, np.ascontiguousarray(first), np.ascontiguousarray(second), np.ascontiguousarray(third)
+    )
+
+
+def radix_argsort(values: np.ndarray) -> np.ndarray:
+    """A stable argsort of unsigned 64-bit values (least significant byte first; bytes that are the
+    same in every value are skipped)."""
+    return _radix_argsort(np.ascontiguousarray(values, dtype=np.uint64))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _less(first: np.ndarray, second: np.ndarray, third: np.ndarray, i: int, j: int) -> bool:
+    if first[i] != first[j]:
+        return first[i] < first[j]
+    if second[i] != second[j]:
+        return second[i] < second[j]
+    return third[i] < third[j]
+
+
+@numba.njit(cache=True, nogil=True)
+def _merge_blocks(
+    offsets: np.ndarray, first: np.ndarray, second: np.ndarray, third: np.ndarray
+) -> np.ndarray:
+    total = offsets[-1]
+    source = np.arange(total, dtype=np.int64)
+    target = np.empty(total, dtype=np.int64)
+    bounds = offsets.copy()
+    blocks = len(bounds) - 1
+    while blocks > 1:
+        merged = np.empty((blocks + 1) // 2 + 1, dtype=np.int64)
+        merged[0] = 0
+        count = 0
+        for left in range(0, blocks, 2):
+            a, a_end = bounds[left], bounds[left + 1]
+            b = a_end
+            b_end = bounds[left + 2] if left + 1 < blocks else a_end
+            out = a
+            while a < a_end and b < b_end:
+                if _less(first, second, third, source[b], source[a]):  # strictly less: stable
+                    target[out] = source[b]
+                    b += 1
+                else:
+                    target[out] = source[a]
+                    a += 1
+                out += 1
+            while a < a_end:
+                target[out] = source[a]
+                a += 1
+                out += 1
+            while b < b_end:
+                target[out] = source[b]
+                b += 1
+                out += 1
+            count += 1
+            merged[count] = b_end
+        source, target = target, source
+        bounds = merged[: count + 1]
+        blocks = count
+    return source
+
+
+@numba.njit(cache=True, nogil=True)
+def _radix_argsort(values: np.ndarray) -> np.ndarray:
+    count = len(values)
+    order = np.arange(count, dtype=np.int64)
+    spare = np.empty(count, dtype=np.int64)
+    keys = values.copy()
+    spare_keys = np.empty(count, dtype=np.uint64)
+    histogram = np.zeros(256, dtype=np.int64)
+    for shift in range(0, 64, 8):
+        histogram[:] = 0
+        for i in range(count):
+            histogram[(keys[i] >> np.uint64(shift)) & np.uint64(255)] += 1
+        if count == 0 or histogram.max() == count:  # this byte is the same everywhere
+            continue
+        position = 0
+        for digit in range(256):
+            size = histogram[digit]
+            histogram[digit] = position
+            position += size
+        for i in range(count):
+            digit = (keys[i] >> np.uint64(shift)) & np.uint64(255)
+            slot = histogram[digit]
+            histogram[digit] = slot + 1
+            spare[slot] = order[i]
+            spare_keys[slot] = keys[i]
+        order, spare = spare, order
+        keys, spare_keys = spare_keys, keys
+    return order
