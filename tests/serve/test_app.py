@@ -276,3 +276,26 @@ def test_schemathesis_finds_no_server_error(served: Served) -> None:
     for path in ("/v1/events/{stream}", "/v1/decide", "/v1/tables/{table}/lookup"):
         assert ("POST", path, 4) in seen, sorted(seen)
     assert any(kind == 2 for _, _, kind in seen)
+
+
+def test_concurrent_ingests_are_all_applied(served: Served) -> None:
+    """Requests writing at the same time share table updates; none is lost or applied twice."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    now = int(time.time() * 1000)
+
+    def send(worker: int) -> int:
+        total = 0
+        for batch in range(4):
+            events = [
+                _impression(batch * 10 + i, f"crowd-{worker}", now - 5000 + batch * 10 + i) for i in range(3)
+            ]
+            total += served.service.ingest("impressions", events).accepted
+        return total
+
+    with ThreadPoolExecutor(6) as pool:
+        accepted = list(pool.map(send, range(6)))
+    assert accepted == [12] * 6
+    for worker in range(6):
+        values = served.service.lookup("user", f"crowd-{worker}", None)["values"]
+        assert values["impressions_total"] == 12, worker

@@ -40,9 +40,11 @@ class StreamCounts:
     skipped_inputs: int = 0
     problems: list[tuple[int, str, str | None]] = field(default_factory=list, repr=False)
     """(row, reason, field) of each rejected record of an in-memory batch (rows count from 0)."""
+    files: list[str] = field(default_factory=list, repr=False)
+    """Lake files written for an in-memory batch."""
 
     def as_dict(self) -> dict[str, int]:
-        return {name: value for name, value in self.__dict__.items() if name != "problems"}
+        return {name: value for name, value in self.__dict__.items() if name not in ("problems", "files")}
 
 
 @dataclass
@@ -114,20 +116,26 @@ class Ingestor:
             },
         )
 
-    def ingest_table(self, table: pa.Table, stream: str, *, tag: str, source: str = "api") -> StreamCounts:
+    def ingest_table(
+        self, table: pa.Table, stream: str, *, tag: str, source: str = "api", new_tag: bool = False
+    ) -> StreamCounts:
         """Ingest records already in memory (raw columns named as in the stream's input).
 
         ``tag`` names the batch (letters, digits, ``-``): a batch whose tag was already ingested
         into the stream is skipped whole, so a client may safely retry with the same tag.
+        ``new_tag`` says the tag was never used (a fresh random one), so no leftovers of an
+        interrupted write need looking for (which lists the stream's lake).
         """
         counts = StreamCounts(inputs=1)
         digest = f"batch-{tag}"
         if self.lake.has_input(stream, digest):
             counts.skipped_inputs = 1
             return counts
-        self.lake.remove_tag(stream, tag)
+        if not new_tag:
+            self.lake.remove_tag(stream, tag)
         chunk = RawChunk(table, 0, row_json_texts(table))
         files = self._ingest_chunk(chunk, stream, None, tag, counts, source_name=source)
+        counts.files = list(files)
         self.lake.record_input(
             stream,
             digest,

@@ -81,6 +81,10 @@ class Service:
         self.root = root
         self.clock = clock or SystemClock()
         self.lock = threading.RLock()  # the tables are read and updated under it
+        self._write_lock = threading.Lock()
+        self._unapplied: dict[str, list[str]] = {}  # lake files written, not yet in the tables
+        self._written = 0  # ingest batches written to the lake
+        self._applied = 0  # ... and applied to the tables
         self.tables = Tables.open(pipeline, root, clock=self.clock)
         self.tables.catch_up()
         self.ingestor = Ingestor(pipeline, root, clock=self.clock)
@@ -108,9 +112,20 @@ class Service:
                 "stream",
             )
         table = _records_table(records)
+        with self._write_lock:  # lake writes one at a time; the tables apply them in groups
+            counts = self.ingestor.ingest_table(
+                table, stream, tag=f"http-{uuid.uuid4().hex}", source="http", new_tag=True
+            )
+            self._unapplied.setdefault(stream, []).extend(counts.files)
+            self._written += 1
+            mine = self._written
         with self.lock:
-            counts = self.ingestor.ingest_table(table, stream, tag=f"http-{uuid.uuid4().hex}", source="http")
-            self.tables.catch_up()
+            if self._applied < mine:  # no other request applied this one's files yet: apply all
+                with self._write_lock:
+                    files, self._unapplied = self._unapplied, {}
+                    upto = self._written
+                self.tables.catch_up(files=files)
+                self._applied = upto
             watermark = self.tables.watermark_ms
         errors = [{"index": row, "field": field, "reason": reason} for row, reason, field in counts.problems]
         return IngestResult(counts.accepted, counts.rejected, counts.duplicates, errors, watermark)

@@ -136,14 +136,25 @@ class Tables:
 
     # --- updating -----------------------------------------------------------------------------
 
-    def catch_up(self, progress: Progress | None = None, *, window_rows: int = WINDOW_ROWS) -> UpdateReport:
+    def catch_up(
+        self,
+        progress: Progress | None = None,
+        *,
+        window_rows: int = WINDOW_ROWS,
+        files: dict[str, list[str]] | None = None,
+    ) -> UpdateReport:
         """Apply every lake event not applied yet, in event-time windows of whole hours of about
-        ``window_rows`` events, checkpointing after each window (progress counts events)."""
+        ``window_rows`` events, checkpointing after each window (progress counts events).
+
+        ``files`` (per stream, files of finished ingests) limits the pass to those files: a caller
+        that just wrote them saves listing the whole lake.
+        """
         lake = Lake(self.root, self.pipeline)
         applied = set(self._checkpoint.applied)
         todo: dict[int, dict[str, list[str]]] = {}
         for stream in self._streams_in_order():
-            for path in lake.completed_files(stream):
+            candidates = lake.completed_files(stream) if files is None else files.get(stream, [])
+            for path in candidates:
                 if path not in applied:
                     todo.setdefault(_hour_of(path), {}).setdefault(stream, []).append(path)
         report = UpdateReport()
