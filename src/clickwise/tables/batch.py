@@ -209,22 +209,9 @@ def _previous_occurrence(run: Run, agg: AggPlan, values: np.ndarray, valid: np.n
     """For each row, the row of the same key's previous (valid) occurrence of its value, or -1."""
     name = f"{agg.column}<"
     cached = run._prefix.get(name)
-    if cached is not None:
-        return cached
-    previous = np.full(len(values), _NO_PREVIOUS, dtype=np.int64)
-    rows = np.flatnonzero(valid)
-    rank = np.repeat(np.arange(len(run.distinct), dtype=np.int64), np.diff(run.starts))[rows]
-    by_value = np.argsort(values[rows], kind="stable")
-    order = by_value[np.argsort(rank[by_value], kind="stable")]  # by (key, value, row)
-    ordered_rows = rows[order]
-    same = np.zeros(len(order), dtype=np.bool_)
-    if len(order) > 1:
-        same[1:] = (rank[order][1:] == rank[order][:-1]) & (
-            values[ordered_rows][1:] == values[ordered_rows][:-1]
-        )
-    previous[ordered_rows] = np.where(same, np.r_[np.int64(-1), ordered_rows[:-1]], -1)
-    run._prefix[name] = previous
-    return previous
+    if cached is None:
+        cached = run._prefix[name] = _previous_in_keys(values, valid, run.starts.astype(np.int64, copy=False))
+    return cached
 
 
 def finish_ratios_batch(ratios: list[RatioPlan], columns: dict[str, Column]) -> None:
@@ -456,6 +443,34 @@ def _fold(
         rank = rest_bits - length + 1
         if rank > registers[index]:
             registers[index] = rank
+
+
+@numba.njit(cache=True, nogil=True)
+def _previous_in_keys(values: np.ndarray, valid: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Within each key's rows, link every valid row to the previous valid row with the same value
+    (rows left out by the mask never count as an occurrence)."""
+    previous = np.full(len(values), _NO_PREVIOUS, dtype=np.int64)
+    for key in range(len(starts) - 1):
+        low, high = starts[key], starts[key + 1]
+        rows = np.empty(high - low, dtype=np.int64)
+        count = 0
+        for j in range(low, high):
+            if valid[j]:
+                rows[count] = j
+                count += 1
+        rows = rows[:count]
+        order = np.argsort(values[rows], kind="mergesort")  # stable: equal values stay in row order
+        last_value = values[0]
+        last_row = -1
+        for k in range(count):
+            row = rows[order[k]]
+            if last_row >= 0 and values[row] == last_value:
+                previous[row] = last_row
+            else:
+                previous[row] = -1
+            last_value = values[row]
+            last_row = row
+    return previous
 
 
 @numba.njit(cache=True, nogil=True)

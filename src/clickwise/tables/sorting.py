@@ -3,7 +3,7 @@
 Compaction merges runs, each already sorted by (key, event time, arrival time); a general sort
 would redo that work, so :func:`merge_sorted_blocks` merges them pairwise in linear passes. Grouping
 a batch of events by key hash needs a stable sort of 64-bit values; :func:`radix_argsort` does it
-in a few linear passes (one per byte that varies) instead of a comparison sort.
+in a few linear passes (one per 11-bit digit that varies) instead of a comparison sort.
 
 >>> none = np.zeros(4, np.int64)
 >>> merge_sorted_blocks(np.array([0, 2, 4]), np.array([1, 5, 2, 3]), none, none)
@@ -30,9 +30,13 @@ def merge_sorted_blocks(
 
 
 def radix_argsort(values: np.ndarray) -> np.ndarray:
-    """A stable argsort of unsigned 64-bit values (least significant byte first; bytes that are the
-    same in every value are skipped)."""
+    """A stable argsort of unsigned 64-bit values (least significant 11-bit digit first; digits that
+    are the same in every value are skipped)."""
     return _radix_argsort(np.ascontiguousarray(values, dtype=np.uint64))
+
+
+_DIGIT_BITS = 11  # six passes with 2,048 buckets (the counts stay in the first-level cache)
+_RADIX = 1 << _DIGIT_BITS
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -93,20 +97,20 @@ def _radix_argsort(values: np.ndarray) -> np.ndarray:
     spare = np.empty(count, dtype=np.int64)
     keys = values.copy()
     spare_keys = np.empty(count, dtype=np.uint64)
-    histogram = np.zeros(256, dtype=np.int64)
-    for shift in range(0, 64, 8):
+    histogram = np.zeros(_RADIX, dtype=np.int64)
+    for shift in range(0, 64, _DIGIT_BITS):
         histogram[:] = 0
         for i in range(count):
-            histogram[(keys[i] >> np.uint64(shift)) & np.uint64(255)] += 1
-        if count == 0 or histogram.max() == count:  # this byte is the same everywhere
+            histogram[(keys[i] >> np.uint64(shift)) & np.uint64(_RADIX - 1)] += 1
+        if count == 0 or histogram.max() == count:  # this digit is the same everywhere
             continue
         position = 0
-        for digit in range(256):
+        for digit in range(_RADIX):
             size = histogram[digit]
             histogram[digit] = position
             position += size
         for i in range(count):
-            digit = (keys[i] >> np.uint64(shift)) & np.uint64(255)
+            digit = (keys[i] >> np.uint64(shift)) & np.uint64(_RADIX - 1)
             slot = histogram[digit]
             histogram[digit] = slot + 1
             spare[slot] = order[i]
