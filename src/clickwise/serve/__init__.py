@@ -2,16 +2,22 @@
 
 from clickwise.serve.app import Settings, build_asgi, create_app
 from clickwise.serve.auth import ApiKey, KeyStore, add_key
+from clickwise.serve.client import Client, ClientError
+from clickwise.serve.replay import ReplayReport, replay
 from clickwise.serve.service import IngestResult, Service, ServiceError
 
 __all__ = [
     "ApiKey",
+    "Client",
+    "ClientError",
     "IngestResult",
     "KeyStore",
+    "ReplayReport",
     "Service",
     "ServiceError",
     "Settings",
     "add_key",
     "build_asgi",
     "create_app",
+    "replay",
 ]
