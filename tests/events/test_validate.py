@@ -53,6 +53,19 @@ def test_bad_values_are_rejected_with_a_reason(column: str, value: object, reaso
     assert reason in rejected.reasons[0]
 
 
+def test_a_list_or_an_object_where_a_time_belongs_is_rejected_not_a_crash() -> None:
+    table = pa.Table.from_pylist(
+        [
+            {"view_id": "a", "user_id": "u", "price": 1.0, "ts": []},
+            {"view_id": "b", "user_id": "u", "price": 1.0, "ts": [5]},
+        ]
+    )
+    good, rejected = validate(table, VIEWS, now_ms=NOW_MS)
+    assert good.num_rows == 0 and rejected.rows.tolist() == [0, 1]
+    objects = pa.Table.from_pylist([{"view_id": "a", "user_id": "u", "price": 1.0, "ts": {"at": 1}}])
+    assert validate(objects, VIEWS, now_ms=NOW_MS)[1].rows.tolist() == [0]
+
+
 def test_lenient_casts_accept_text_numbers() -> None:
     good, rejected = validate(_views(price=["0.25"], ts=["1700000000000"]), VIEWS, now_ms=NOW_MS)
     assert len(rejected.rows) == 0

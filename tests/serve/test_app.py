@@ -3,6 +3,7 @@ errors as JSON 4xx, metrics, the decision log, and a schemathesis run that finds
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from clickwise.synth import generate
 from clickwise.tables import Tables
 
 START_MS = 1_767_571_200_000  # 2026-01-05T00:00:00Z
+FUZZ_EXAMPLES = int(os.environ.get("CLICKWISE_FUZZ_EXAMPLES", "60"))  # per operation; raise it by hand
 HOUR = 3_600_000
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0"
 CRAWLER = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
@@ -260,7 +262,7 @@ def test_schemathesis_finds_no_server_error(served: Served) -> None:
     for operation in schema.get_all_operations():
         op = operation.ok()
 
-        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
         @given(case=op.as_strategy())
         def check(case: Any) -> None:
             response = case.call(headers=headers)

@@ -13,8 +13,6 @@ import pyarrow as pa
 
 from clickwise.events.lake import Lake
 
-_MERGE_AFTER = 8
-
 
 def hash_ids(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Stable-within-a-process 64-bit hashes of event ids."""
@@ -53,7 +51,13 @@ class EventIdIndex:
         return fresh
 
     def _add(self, sorted_hashes: np.ndarray) -> None:
-        if len(sorted_hashes):
-            self._runs.append(sorted_hashes)
-        if len(self._runs) > _MERGE_AFTER:
-            self._runs = [np.sort(np.concatenate(self._runs))]
+        """Keep the runs in size tiers, largest first: a new run merges with the last one while it
+        is at least half as large, so there are O(log n) runs and each hash is merged O(log n)
+        times (merging everything every few batches re-sorted the whole index)."""
+        if not len(sorted_hashes):
+            return
+        self._runs.append(sorted_hashes)
+        while len(self._runs) > 1 and 2 * len(self._runs[-1]) >= len(self._runs[-2]):
+            last = self._runs.pop()
+            # both are sorted: a stable sort of the two is one linear merge (timsort)
+            self._runs[-1] = np.sort(np.concatenate([self._runs[-1], last]), kind="stable")

@@ -174,7 +174,10 @@ def _check_time(
     )
     if raw.dtype == pl.String:
         raw = pl.Series(time.field, raw.str.strip_chars())
-    parsed = parse_time_column(raw, time.format, time.timezone)
+    if raw.dtype.is_nested() or raw.dtype == pl.Object:  # a list or an object is never a time
+        parsed = pl.Series(time.field, [None] * rows, dtype=pl.Int64)
+    else:
+        parsed = parse_time_column(raw, time.format, time.timezone)
     name = EVENT_MS if required else ARRIVAL_MS
     unreadable = raw.is_not_null() & parsed.is_null()
     impossible = ((parsed < time.earliest_ms) | (parsed > now_ms + time.max_future)).fill_null(False)

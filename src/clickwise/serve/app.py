@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -155,15 +155,6 @@ def create_app(service: Service, settings: Settings | None = None) -> FastAPI:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:  # a bug: say so, keep serving
         return _error(500, "internal", f"internal error ({type(exc).__name__}); see the service log")
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        metrics.observe(getattr(route, "path", "unmatched"), request.method, response.status_code,
-                        time.perf_counter() - started)  # fmt: skip
-        return response
-
     def guard(request: Request, scope: str) -> ApiKey | None:
         if settings.keys is None or (scope == "read" and settings.open_reads):
             return None
@@ -301,7 +292,36 @@ def create_app(service: Service, settings: Settings | None = None) -> FastAPI:
     return app
 
 
+class Timing:
+    """Request latency per route into the metrics (plain ASGI: a Starlette ``http`` middleware costs
+    a task and a stream per request)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.observe(route, scope.get("method", ""), status, time.perf_counter() - started)
+
+
 def build_asgi(service: Service, settings: Settings | None = None) -> ASGIApp:
-    """The application wrapped in the body-size guard (what the server runs)."""
+    """The application wrapped in the latency timer and the body-size guard (what the server runs)."""
     settings = settings or Settings()
-    return BodyLimit(create_app(service, settings), settings.max_body_bytes)
+    app = create_app(service, settings)
+    return BodyLimit(Timing(app, app.state.metrics), settings.max_body_bytes)
