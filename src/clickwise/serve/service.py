@@ -78,6 +78,7 @@ class Service:
     ) -> None:
         started = time.perf_counter()
         self.pipeline = pipeline
+        self.fingerprint = pipeline.fingerprint()  # a digest of the whole definition: compute once
         self.root = root
         self.clock = clock or SystemClock()
         self.lock = threading.RLock()  # the tables are read and updated under it
@@ -229,7 +230,7 @@ class Service:
                 "decision": decision,
                 "reasons": reasons,
                 "model_version": predictor.version,
-                "pipeline_fingerprint": self.pipeline.fingerprint(),
+                "pipeline_fingerprint": self.fingerprint,
                 "as_of_ms": event_ms[i],
             }
             if rows is not None:
