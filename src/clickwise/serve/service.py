@@ -99,7 +99,14 @@ class Service:
         self._log: list[pa.Table] = []
         self._log_rows = 0
         self._log_lock = threading.Lock()
+        self._warm_up()
         self.startup_s = time.perf_counter() - started
+
+    def _warm_up(self) -> None:
+        """Read every table once for a key nobody has, so the compiled read loops are loaded (or
+        compiled, on a fresh install) before the first request rather than during it."""
+        for table in self.pipeline.tables:
+            self.tables.evaluate_batch(table, np.zeros(1, dtype=np.uint64), np.zeros(1, dtype=np.int64))
 
     # --- events ---------------------------------------------------------------------------------
 
