@@ -21,7 +21,7 @@ from clickwise.events.validate import EVENT_MS
 from clickwise.spec import Pipeline
 from clickwise.spec.features import DerivedFeature, EventFeature, TableFeature
 from clickwise.tables.engine import Tables
-from clickwise.tables.runs import KEY_SEPARATOR, hash_keys
+from clickwise.tables.runs import frame_key_hashes
 from clickwise.time import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE
 
 
@@ -86,7 +86,7 @@ class FeatureSet:
         as_of_ms = events.get_column(EVENT_MS).to_numpy().astype(np.int64, copy=False)
         values: dict[str, pa.Array] = {}
         for (table, key_fields), names in self._reads.items():
-            key_hash, known = event_key_hashes(events, key_fields)
+            key_hash, known = frame_key_hashes(events, key_fields)
             columns = tables.evaluate_batch(table, key_hash, as_of_ms, known)
             for name in names:
                 feature = self.pipeline.features[name]
@@ -120,20 +120,6 @@ class FeatureSet:
         if agg.op == "sum":
             return "float" if source == "float" else "int"
         return _FIELD_TYPES.get(source, "string")
-
-
-def event_key_hashes(events: pl.DataFrame, fields: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Table key hashes of each event (the same text as the tables' own keys) and whether the key is
-    complete (a null field means no key: the features read as empty)."""
-    if not fields:
-        return np.full(events.height, hash_keys(pl.Series([""]))[0], dtype=np.uint64), np.ones(
-            events.height, dtype=np.bool_
-        )
-    text = events.select(
-        pl.concat_str([pl.col(f).cast(pl.String) for f in fields], separator=KEY_SEPARATOR)
-    ).to_series()
-    known = text.is_not_null().to_numpy()
-    return hash_keys(text.fill_null("")), known
 
 
 def _event_feature(feature: EventFeature, events: pl.DataFrame, as_of_ms: np.ndarray) -> pa.Array:

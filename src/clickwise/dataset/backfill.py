@@ -97,9 +97,8 @@ def backfill(
     exposures = _by_hour(lake.files(label.exposure, from_ms, to_ms))
     outcome_files = lake.files(label.outcome, *outcome_range_ms(label, from_ms, to_ms))
     event_id = pipeline.streams[label.exposure].event_id
-    columns = list(dict.fromkeys([EVENT_MS, ARRIVAL_MS, *([event_id] if event_id else []),
-                                  *features.input_fields(), *label.match]))  # fmt: skip
-    order = [EVENT_MS, *([event_id] if event_id else []), ARRIVAL_MS]  # the lake's own tie-break
+    columns = exposure_columns(pipeline, features)
+    order = lake_order(pipeline, label.exposure)
     outcome_columns = list(dict.fromkeys([EVENT_MS, *label.match.values()]))
     total = sum(_rows(root, f.path) for files in exposures.values() for f in files)
     watermark = tables.watermark_ms
@@ -209,6 +208,20 @@ def exposure_rows(
     assert pipeline.label is not None
     event_id = pipeline.streams[pipeline.label.exposure].event_id
     return _rows_of(pipeline, tables, FeatureSet(pipeline), events, outcomes, event_id, watermark)
+
+
+def exposure_columns(pipeline: Pipeline, features: FeatureSet) -> list[str]:
+    """The lake columns a training row reads from its exposure event."""
+    assert pipeline.label is not None
+    event_id = pipeline.streams[pipeline.label.exposure].event_id
+    ids = [event_id] if event_id else []
+    return list(dict.fromkeys([EVENT_MS, ARRIVAL_MS, *ids, *features.input_fields(), *pipeline.label.match]))
+
+
+def lake_order(pipeline: Pipeline, stream: str) -> list[str]:
+    """The lake's order of a stream's events: time, then event id, then arrival (the tie-break)."""
+    event_id = pipeline.streams[stream].event_id
+    return [EVENT_MS, *([event_id] if event_id else []), ARRIVAL_MS]
 
 
 def _prepare(target: Root, overwrite: bool) -> None:

@@ -24,10 +24,10 @@ import orjson
 import polars as pl
 import pyarrow as pa
 
-from clickwise.dataset.backfill import exposure_rows
+from clickwise.dataset.backfill import exposure_columns, exposure_rows, lake_order
 from clickwise.dataset.writer import META_FILE, DatasetError
 from clickwise.events.lake import Lake, partition_hour_ms
-from clickwise.events.validate import ARRIVAL_MS, EVENT_MS
+from clickwise.events.validate import EVENT_MS
 from clickwise.features import FeatureSet
 from clickwise.labels import label_events
 from clickwise.spec import Pipeline
@@ -148,13 +148,7 @@ class RowEmitter:
         return report
 
     def _columns(self) -> list[str]:
-        event_id = self.pipeline.streams[self.label.exposure].event_id
-        return list(
-            dict.fromkeys(
-                [EVENT_MS, ARRIVAL_MS, *([event_id] if event_id else []), *self.features.input_fields(),
-                 *self.label.match]
-            )
-        )  # fmt: skip
+        return exposure_columns(self.pipeline, self.features)
 
     def _read(self, fresh: list[str], due: list[str], old_mark: int | None, new_mark: int) -> pl.DataFrame:
         """Exposures to emit now: those of new files before the mark, those of handled files between
@@ -169,8 +163,7 @@ class RowEmitter:
             frames.append(frame.filter((pl.col(EVENT_MS) >= old_mark) & (pl.col(EVENT_MS) < new_mark)))
         if not frames:
             return pl.DataFrame()
-        event_id = self.pipeline.streams[self.label.exposure].event_id
-        order = [EVENT_MS, *([event_id] if event_id else []), ARRIVAL_MS]
+        order = lake_order(self.pipeline, self.label.exposure)
         return pl.concat(frames, how="vertical_relaxed").sort(order, maintain_order=True)
 
     def _outcomes(self, paths: list[str], exposures: pl.DataFrame) -> pl.DataFrame:

@@ -15,6 +15,7 @@ import numba
 import numpy as np
 import pyarrow as pa
 
+from clickwise.tables.evaluate import masked_prefix
 from clickwise.tables.feeds import FIXED_POINT_SCALE, AggPlan, Feed, RatioPlan
 from clickwise.tables.runs import Run, key_order
 from clickwise.tables.sketch import REGISTERS, REST_BITS, estimate_from_registers
@@ -144,13 +145,7 @@ def _aggregate(
 
 
 def _sum_or_mean(agg: AggPlan, run: Run, start: np.ndarray, end: np.ndarray) -> Column:
-    name = f"{agg.column}*"
-    fixed = run._prefix.get(name)
-    if fixed is None:
-        data = np.where(run.values[agg.valid_column], run.values[agg.column], 0)
-        fixed = np.zeros(len(data) + 1, dtype=np.int64)
-        np.cumsum(data, out=fixed[1:], dtype=np.int64)
-        run._prefix[name] = fixed
+    fixed = masked_prefix(run, agg)
     total = fixed[end] - fixed[start]
     is_float = agg.field_type == "float"
     if agg.op == "sum":

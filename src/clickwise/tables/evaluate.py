@@ -98,7 +98,7 @@ def _single(agg: AggPlan, run: Run, start: int, end: int, as_of_ms: int) -> Any:
     if start >= end:
         return _finish(agg, [], as_of_ms)
     if op in ("sum", "mean"):
-        fixed = _masked_prefix(run, agg)
+        fixed = masked_prefix(run, agg)
         counts = run.prefix(agg.valid_column)
         return _finish(agg, [(int(fixed[end] - fixed[start]), int(counts[end] - counts[start]))], as_of_ms)
     return _finish(agg, [_partial(agg, run, start, end)], as_of_ms)
@@ -116,7 +116,7 @@ def _partial(agg: AggPlan, run: Run, start: int, end: int) -> Partial:
         hits = np.flatnonzero(run.values[valid_name][start:end])
         return int(run.event_ms[start + hits[-1]]) if len(hits) else None
     if op in ("sum", "mean"):
-        fixed = _masked_prefix(run, agg)
+        fixed = masked_prefix(run, agg)
         return int(fixed[end] - fixed[start]), _count(run, valid_name, start, end)
     mask = run.values[valid_name][start:end]
     values = run.values[agg.column][start:end]
@@ -135,7 +135,8 @@ def _count(run: Run, mask_name: str, start: int, end: int) -> int:
     return int(prefix[end] - prefix[start])
 
 
-def _masked_prefix(run: Run, agg: AggPlan) -> np.ndarray:
+def masked_prefix(run: Run, agg: AggPlan) -> np.ndarray:
+    """Cumulative fixed-point sums of an aggregation's valid values (cached on the run)."""
     name = f"{agg.column}*"
     cached = run._prefix.get(name)
     if cached is None:

@@ -16,15 +16,14 @@ import polars as pl
 from clickwise.spec import JoinDef
 from clickwise.tables.evaluate import evaluate_feed
 from clickwise.tables.feeds import AggPlan, Feed
-from clickwise.tables.runs import KEY_SEPARATOR, Run, hash_keys
+from clickwise.tables.runs import Run, frame_key_hashes
 
 
 def join_key_hashes(events: pl.DataFrame, join: JoinDef, table_key: Sequence[str]) -> pl.Series:
     """Key hashes of the join table for each event (null where a key field is null)."""
-    parts = [pl.col(join.key[name]).cast(pl.String) for name in table_key]
-    text = events.select(pl.concat_str(parts, separator=KEY_SEPARATOR).alias("k")).to_series()
-    hashes = pl.Series("h", hash_keys(text.fill_null("")), dtype=pl.UInt64)
-    return hashes.zip_with(text.is_not_null(), pl.Series([None], dtype=pl.UInt64))
+    key_hash, known = frame_key_hashes(events, [join.key[name] for name in table_key])
+    hashes = pl.Series("h", key_hash, dtype=pl.UInt64)
+    return hashes.zip_with(pl.Series(known), pl.Series([None], dtype=pl.UInt64))
 
 
 def resolve(events: pl.DataFrame, join: JoinDef, feed: Feed, runs: Sequence[Run]) -> pl.DataFrame:

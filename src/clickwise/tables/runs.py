@@ -10,7 +10,7 @@ text, so hashes are recomputed on load and never persisted.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from clickwise.events.filters import filter_expr
 from clickwise.tables.feeds import FIXED_POINT_SCALE, AggPlan, Feed
-from clickwise.tables.hashing import hash_texts
+from clickwise.tables.hashing import hash_text, hash_texts
 from clickwise.tables.sketch import hash_values
 from clickwise.tables.sorting import merge_sorted_blocks, radix_argsort
 
@@ -44,6 +44,17 @@ def hash_keys(keys: pl.Series) -> np.ndarray:
             joined = pl.DataFrame({"k": keys}).join(lookup, on="k", how="left", maintain_order="left")
             return joined.get_column("h").to_numpy()
     return hash_texts(keys.to_arrow())
+
+
+def frame_key_hashes(frame: pl.DataFrame, fields: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Key hashes of each row from its ``fields`` (the same text as the tables' own keys) and whether
+    the key is complete (a null field means no key). No fields: the global table's key."""
+    if not fields:
+        return np.full(frame.height, hash_text(""), dtype=np.uint64), np.ones(frame.height, dtype=np.bool_)
+    text = frame.select(
+        pl.concat_str([pl.col(f).cast(pl.String) for f in fields], separator=KEY_SEPARATOR)
+    ).to_series()
+    return hash_keys(text.fill_null("")), text.is_not_null().to_numpy()
 
 
 @dataclass
