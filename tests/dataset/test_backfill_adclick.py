@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from dataset_helpers import (
@@ -39,6 +41,8 @@ from tables_oracle import empty_value, same_value
 
 from clickwise.dataset import BackfillReport, backfill
 from clickwise.events import Ingestor, Lake
+from clickwise.events.validate import EVENT_MS
+from clickwise.features import FeatureSet
 from clickwise.spec import Pipeline, load_pipeline
 from clickwise.spec.features import DerivedFeature, EventFeature, TableFeature
 from clickwise.storage import Root, open_root
@@ -232,3 +236,42 @@ def test_csv_and_sagemaker_csv_decode_to_the_parquet_values(adclick: Adclick, tm
         flatten(read_sagemaker_rows(coded, meta)),
         "sagemaker",
     )
+
+
+def test_one_event_features_equal_the_column_path(adclick: Adclick) -> None:
+    """``FeatureSet.compute_one`` (the decision service's path) against ``compute`` (the backfill's)
+    for stored impressions and variants of them: unknown and missing keys, other moments, events
+    exactly at stored times and later than every stored event."""
+    pipeline = adclick.pipeline
+    tables = Tables.open(pipeline, adclick.root)
+    features = FeatureSet(pipeline)
+    stored = Lake(adclick.root, pipeline).read_all("impressions", adclick.from_ms, adclick.to_ms).to_pylist()
+    rng = random.Random(11)
+    events = rng.sample(stored, 300)
+    variants = []
+    for event in events[:120]:
+        other = rng.choice(stored)
+        change = rng.choice(["user", "country", "campaign", "time", "exact", "late", "none"])
+        if change == "user":
+            event = {**event, "user_id": rng.choice(["", "nobody", other["user_id"]])}
+        elif change == "country":
+            event = {**event, "country": rng.choice([None, "ZZ", other["country"]])}
+        elif change == "campaign":
+            event = {**event, "campaign_id": None}
+        elif change == "time":
+            event = {**event, EVENT_MS: event[EVENT_MS] + rng.randint(-3_600_000, 3_600_000)}
+        elif change == "exact":
+            event = {**event, EVENT_MS: other[EVENT_MS]}
+        elif change == "late":
+            event = {**event, EVENT_MS: adclick.to_ms + rng.randint(0, 10**9)}
+        variants.append(event)
+    events += variants
+    frame = pl.DataFrame(events, schema=pl.from_arrow(pa.Table.from_pylist(events)).schema)
+    columns = features.compute(tables, frame)
+    expected = pa.table(columns).to_pylist()
+    got = [features.compute_one(tables, event) for event in events]
+    for index, (want, have) in enumerate(zip(expected, got, strict=True)):
+        assert list(have) == list(want)
+        differ = {k: (want[k], have[k]) for k in want
+                  if want[k] != have[k] or type(want[k]) is not type(have[k])}  # fmt: skip
+        assert not differ, f"event {index} ({events[index]}): (columns, one) {differ}"

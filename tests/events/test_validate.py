@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clickwise.events.validate import ARRIVAL_MS, EVENT_MS, validate
+from clickwise.events.validate import ARRIVAL_MS, EVENT_MS, validate, validate_one
+from clickwise.examples import example_path
+from clickwise.spec import StreamDef, load_pipeline
 from clickwise.testing import small_pipeline
 
 NOW_MS = 1_800_000_000_000
@@ -121,3 +123,95 @@ def test_every_row_is_either_kept_or_rejected(rows: list[tuple[str | None, objec
         )
         expected_good += ok
     assert good.num_rows == expected_good
+
+
+# --- the one-record form -----------------------------------------------------------------------
+
+IMPRESSIONS = load_pipeline(example_path("adclick")).streams["impressions"]
+MIXED = StreamDef.model_validate(
+    {
+        "fields": {
+            "name": {"type": "string", "max_length": 6, "required": False},
+            "flag": {"type": "bool", "required": False},
+            "count": {"type": "int", "min": -5, "max": 2**60},
+            "share": {"type": "float", "min": 0, "max": 1, "required": False},
+            "at": "int",
+            "seen": {"type": "int", "required": False},
+        },
+        "time": {"field": "at", "format": "epoch_s"},
+        "arrival_time": {"field": "seen", "format": "epoch_us"},
+    }
+)
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.sampled_from([0, 1, -5, -6, 2**53 - 1, 2**53, 2**60, 1_700_000_000, 1_700_000_000_000]),
+    st.sampled_from([1_899_000_000_000, 1_700_000_000_000_000]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, 0.5, 1.0, 1.5, -0.0, 3.0]),
+    st.text(max_size=8),
+    st.sampled_from(["7", " 8 ", "true", "1.0", "\x00json:[1]", "é" * 4, "2024-01-01T00:00:00Z"]),
+)
+
+
+PLAIN = {
+    "string": st.text(max_size=8),
+    "bool": st.booleans(),
+    "int": st.sampled_from([1_700_000_000, 1_700_000_000_000, 1_700_000_000_000_000, 0, 7]),
+    "float": st.one_of(st.integers(0, 2), st.floats(0, 1)),
+}
+
+
+EPOCH_SCALE = {"epoch_s": 1, "epoch_ms": 1000, "epoch_us": 1_000_000}
+
+
+def _record(stream: StreamDef, draw: st.DrawFn) -> dict[str, object]:
+    """Mostly values of the field's own type (so the fast path answers often), some anything."""
+    times = {t.field: t.format for t in (stream.time, stream.arrival_time) if t is not None}
+    record: dict[str, object] = {}
+    for name, spec in stream.fields.items():
+        choice = draw(st.integers(0, 9))
+        plain = PLAIN[spec.type]
+        if name in times:
+            plain = st.sampled_from([1_700_000_000 * EPOCH_SCALE[times[name]], 0, 2**53 + 1])
+        if choice:
+            record[name] = draw(plain if choice > 1 else VALUES)
+    record["extra"] = draw(VALUES)
+    return record
+
+
+ANSWERED: dict[str, int] = {}
+
+
+@settings(max_examples=500)
+@given(st.data())
+def test_validate_one_equals_validate_whenever_it_answers(data: st.DataObject) -> None:
+    for stream in (VIEWS, IMPRESSIONS, MIXED):
+        record = _record(stream, data.draw)
+        one = validate_one(record, stream, now_ms=NOW_MS)
+        if one is None:
+            continue  # not plainly valid: the column path judges it
+        ANSWERED[stream.time.format] = ANSWERED.get(stream.time.format, 0) + 1
+        good, rejected = validate(pa.Table.from_pylist([record]), stream, now_ms=NOW_MS)
+        assert len(rejected.rows) == 0
+        assert good.to_pylist() == [one]
+        assert list(one) == list(good.column_names)
+
+
+def test_validate_one_answers_for_plain_records_and_defers_the_rest() -> None:
+    assert not ANSWERED or min(ANSWERED.values()) >= 5  # the property above compared real answers
+    plain = {"view_id": "v1", "user_id": "u1", "price": 2, "ts": 1_700_000_000_000}
+    row = validate_one(plain, VIEWS, now_ms=NOW_MS)
+    assert row == {"view_id": "v1", "user_id": "u1", "price": 2.0, "ts": 1_700_000_000_000,
+                   EVENT_MS: 1_700_000_000_000, ARRIVAL_MS: NOW_MS}  # fmt: skip
+    assert type(row["price"]) is float
+    mixed = {"name": "ab", "flag": False, "count": -5, "share": 1, "at": 1_700_000_000,
+             "seen": 1_700_000_000_000_123}  # fmt: skip
+    assert validate_one(mixed, MIXED, now_ms=NOW_MS) == {
+        **mixed, "share": 1.0, EVENT_MS: 1_700_000_000_000, ARRIVAL_MS: 1_700_000_000_000,
+    }  # fmt: skip
+    bad_values = [{"price": "2"}, {"price": -1}, {"price": True}, {"ts": 12}, {"ts": None}]
+    bad_values.append({"view_id": "x" * 33})
+    for bad in bad_values:
+        assert validate_one({**plain, **bad}, VIEWS, now_ms=NOW_MS) is None

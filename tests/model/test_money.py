@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from model_training_sets import TINY_PIPELINE, tiny_columns, tiny_pipeline, write_training_set
 
 from clickwise.model import ModelError, Predictor, evaluate, replay, train
 from clickwise.model.dataset import read_training_set
-from clickwise.model.money import MULTIPLIERS, first_rule_holding
+from clickwise.model.money import MULTIPLIERS, first_rule_holding, rule_holds
 from clickwise.spec.features import RuleDef
 
 
@@ -111,3 +114,23 @@ def test_evaluate_needs_a_decision_and_a_cost_column(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="no feature carries it"):
         evaluate(elsewhere, str(data), result.model_dir)
     assert np.isfinite(report.best_multiplier)
+
+
+def _column_case(kind: pa.DataType, values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.tuples(st.just(kind), st.lists(st.one_of(st.none(), values)), values)
+
+
+@given(
+    st.sampled_from(["eq", "ne", "gt", "ge", "lt", "le"]),
+    st.one_of(
+        _column_case(pa.int64(), st.integers(-5, 5)),
+        _column_case(pa.float64(), st.floats(-3, 3)),
+        _column_case(pa.bool_(), st.booleans()),
+        _column_case(pa.string(), st.sampled_from("abc")),
+    ),
+)
+def test_one_row_rules_equal_the_column_rules(op: str, case: tuple[pa.DataType, list[Any], Any]) -> None:
+    kind, values, target = case
+    rule = RuleDef(feature="f", op=op, value=target)
+    columns = first_rule_holding(pa.table({"f": pa.array(values, kind)}), [rule])
+    assert [0 if rule_holds(value, rule) else -1 for value in values] == columns.tolist()

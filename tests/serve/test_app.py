@@ -23,6 +23,7 @@ from clickwise.events import Ingestor
 from clickwise.examples import example_path
 from clickwise.model import train
 from clickwise.serve import KeyStore, Service, Settings, add_key, build_asgi
+from clickwise.serve.service import ONE_BY_ONE
 from clickwise.spec import Pipeline, parse_pipeline
 from clickwise.storage import open_root
 from clickwise.synth import generate
@@ -207,6 +208,32 @@ def test_decisions(served: Served) -> None:
     assert len(answers) == 3 and "features" not in answers[0]
     assert answers[1]["decision"] == "block" and answers[1]["reasons"][0].startswith("bot agent")
     assert answers[2]["id"] and answers[2]["as_of_ms"] > moment  # no time: decided now
+
+
+def test_one_by_one_decisions_equal_the_column_path(served: Served) -> None:
+    """Up to ONE_BY_ONE plainly valid opportunities are decided without columns; more go through
+    the column path. Both must give the same scores, decisions, reasons and features."""
+    users = pl.read_parquet(served.folder / "in" / "impressions").get_column("user_id").unique().sort()
+    moment = START_MS + 3 * HOUR
+    batch = [_impression(i, users[i * 7 % len(users)], moment - i * 60_000) for i in range(ONE_BY_ONE * 2)]
+    batch += [
+        _impression(100, served.user, moment, user_agent=CRAWLER),
+        _impression(101, "nobody-at-all", moment, ip=None, user_agent=None),
+        _impression(102, served.user, moment, cost=999.0),
+        _impression(103, served.user, moment + 10**8),
+    ]
+    columns = served.service.decide(batch, explain=True)
+    singles = [served.service.decide([opportunity], explain=True)[0] for opportunity in batch]
+    assert [a["decision"] for a in singles].count("block") >= 1 and "skip" in {a["decision"] for a in singles}
+    for column, single in zip(columns, singles, strict=True):
+        assert single == column
+    path = served.service.flush_decisions()
+    assert path is not None
+    log = pl.read_parquet(served.folder / "root" / path)
+    for answer in singles:
+        rows = log.filter(pl.col("event_id") == answer["id"]).drop("decided_ms").to_dicts()
+        assert len(rows) == 2 and rows[0] == rows[1]  # logged once by each path, the same
+        assert {k: rows[0][k] for k in answer["features"]} == answer["features"]
 
 
 def test_models_switch_and_a_foreign_model_is_refused(served: Served) -> None:

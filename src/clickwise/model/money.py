@@ -17,6 +17,7 @@ impressions are counted under the first rule that holds. A sweep of the threshol
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -232,6 +233,30 @@ def first_rule_holding(table: pa.Table, rules: Sequence[RuleDef]) -> np.ndarray:
             ) from exc
         first[(first < 0) & holds] = i
     return first
+
+
+_PYTHON_COMPARE = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "gt": operator.gt,
+    "ge": operator.ge,
+    "lt": operator.lt,
+    "le": operator.le,
+}
+
+
+def rule_holds(value: Any, rule: RuleDef) -> bool:
+    """Whether a block rule holds for one feature value (a null never matches), as in
+    :func:`first_rule_holding`."""
+    if value is None:
+        return False
+    try:
+        return bool(_PYTHON_COMPARE[rule.op](value, rule.value))
+    except TypeError as exc:
+        raise ModelError(
+            f"block rule {_rule_name(rule)!r} cannot compare feature {rule.feature!r} ({value!r}) "
+            f"with {rule.value!r}; fix the rule's value in the pipeline's 'decision:' section"
+        ) from exc
 
 
 def _sweep_point(

@@ -24,10 +24,10 @@ import pyarrow as pa
 from clickwise.enrich.apply import Enricher
 from clickwise.errors import ClickwiseError
 from clickwise.events import Ingestor
-from clickwise.events.validate import EVENT_MS, validate
+from clickwise.events.validate import EVENT_MS, validate, validate_one
 from clickwise.features import FeatureSet
 from clickwise.model import Predictor, list_versions, resolve
-from clickwise.model.money import first_rule_holding
+from clickwise.model.money import first_rule_holding, rule_holds
 from clickwise.model.registry import active as active_version
 from clickwise.model.registry import set_active
 from clickwise.spec import Pipeline
@@ -39,6 +39,8 @@ from clickwise.time import Clock, SystemClock, format_ms, parse_instant_ms
 MAX_KEY_LENGTH = 1024
 DECISION_LOG = "decisions"
 LOG_FLUSH_ROWS = 20_000
+ONE_BY_ONE = 8  # up to this many opportunities a request, each is decided on its own (no columns)
+_LOG_TYPES = {"int": pa.int64(), "float": pa.float64(), "string": pa.string(), "bool": pa.bool_()}
 
 
 class ServiceError(ClickwiseError):
@@ -96,8 +98,12 @@ class Service:
             chosen = model or (active_version(models) if models else None) or "latest"
             self.predictor = self._load(resolve(chosen, models))
         self._enricher = Enricher(pipeline, pipeline.label.exposure) if pipeline.label is not None else None
-        self._log: list[pa.Table] = []
+        self._log: list[pa.Table] = []  # decisions made in columns
+        self._log_dicts: list[dict[str, Any]] = []  # ... and one by one
         self._log_rows = 0
+        self._log_schema = self._decision_log_schema()
+        if pipeline.decision is not None and self.features is not None:  # a rule that cannot compare
+            first_rule_holding(self._log_schema.empty_table(), pipeline.decision.block)  # fails now
         self._log_lock = threading.Lock()
         self._warm_up()
         self.startup_s = time.perf_counter() - started
@@ -211,6 +217,10 @@ class Service:
         definition = self.pipeline.streams[label.exposure]
         now_ms = self.clock.now_ms()
         prepared = [self._opportunity(record, definition, now_ms) for record in opportunities]
+        if len(prepared) <= ONE_BY_ONE:
+            plain = [validate_one(record, definition, now_ms=now_ms) for record in prepared]
+            if all(row is not None for row in plain):
+                return self._decide_rows([row for row in plain if row is not None], predictor, explain)
         valid, rejected = validate(_records_table(prepared), definition, now_ms=now_ms)
         if len(rejected.rows):
             index = int(rejected.rows[0])
@@ -244,6 +254,73 @@ class Service:
                 answer["features"] = rows[i]
             answers.append(answer)
         return answers
+
+    def _decide_rows(
+        self, rows: list[dict[str, Any]], predictor: Predictor, explain: bool
+    ) -> list[dict[str, Any]]:
+        """:meth:`decide` for a few plainly valid opportunities, one by one, without columns (the
+        same features, scores and decisions; tested against the column path)."""
+        assert self.features is not None and self._enricher is not None
+        event_id = self.pipeline.streams[self.features.exposure].event_id
+        events = [{**row, **self._enricher.enrich_one(row)} for row in rows]
+        with self.lock:
+            features = [self.features.compute_one(self.tables, event) for event in events]
+        p_click = predictor.predict(features)
+        decided_ms = self.clock.now_ms()
+        answers, logged = [], []
+        for event, values, p in zip(events, features, p_click.tolist(), strict=True):
+            decision, reasons = self._policy_one(values, p)
+            ident = event[event_id] if event_id else None
+            logged.append({"event_id": ident, "event_ms": event[EVENT_MS], **values, "p_click": p,
+                           "decision": decision, "model_version": predictor.version,
+                           "decided_ms": decided_ms})  # fmt: skip
+            answer: dict[str, Any] = {
+                "id": ident,
+                "p_click": p,
+                "decision": decision,
+                "reasons": reasons,
+                "model_version": predictor.version,
+                "pipeline_fingerprint": self.fingerprint,
+                "as_of_ms": event[EVENT_MS],
+            }
+            if explain:
+                answer["features"] = values
+            answers.append(answer)
+        with self._log_lock:
+            self._log_dicts.extend(logged)
+            self._log_rows += len(logged)
+            full = self._log_rows >= LOG_FLUSH_ROWS
+        if full:
+            self.flush_decisions()
+        return answers
+
+    def _policy_one(self, values: dict[str, Any], p_click: float) -> tuple[str, list[str]]:
+        """:meth:`_policy` for one row of features."""
+        decision = self.pipeline.decision
+        if decision is None:
+            return "serve", []
+        for rule in decision.block:
+            if rule_holds(values[rule.feature], rule):
+                why = "bot agent" if rule.feature == "is_bot_agent" else "bot-like history"
+                return "block", [f"{why}: {rule.feature} {rule.op} {rule.value}"]
+        cost = values[decision.cost] if isinstance(decision.cost, str) else decision.cost
+        if p_click * decision.value_per_click > float(cost or 0.0):
+            return "serve", []
+        return "skip", ["below value threshold: p_click x value per click <= cost"]
+
+    def _decision_log_schema(self) -> pa.Schema:
+        """The columns of the decision log: the decision, then every feature in its type."""
+        infos = self.features.infos if self.features is not None else []
+        return pa.schema(
+            [pa.field("event_id", pa.string()), pa.field("event_ms", pa.int64())]
+            + [pa.field(info.name, _LOG_TYPES[info.type]) for info in infos]
+            + [
+                pa.field("p_click", pa.float64()),
+                pa.field("decision", pa.string()),
+                pa.field("model_version", pa.string()),
+                pa.field("decided_ms", pa.int64()),
+            ]  # fmt: skip
+        )
 
     def _opportunity(self, record: Any, definition: Any, now_ms: int) -> dict[str, Any]:
         if not isinstance(record, dict):
@@ -307,10 +384,15 @@ class Service:
     def flush_decisions(self) -> str | None:
         """Write the logged decisions not written yet (one Parquet file); returns its path."""
         with self._log_lock:
-            parts, self._log, self._log_rows = self._log, [], 0
-        if not parts:
+            parts, dicts = self._log, self._log_dicts
+            self._log, self._log_dicts, self._log_rows = [], [], 0
+        if not parts and not dicts:
             return None
-        table = pa.concat_tables(parts, promote_options="permissive")
+        schema = self._log_schema
+        tables = [pa.Table.from_pylist(dicts, schema=schema)] if dicts else []
+        tables += [pa.Table.from_arrays([t.column(f.name).cast(f.type) for f in schema], schema=schema)
+                   for t in parts]  # fmt: skip
+        table = pa.concat_tables(tables)
         stamp = format_ms(self.clock.now_ms())
         path = f"{DECISION_LOG}/date={stamp[:10]}/hour={stamp[11:13]}/part-{time.time_ns()}.parquet"
         self.root.write_parquet(path, table)

@@ -408,12 +408,16 @@ class Tables:
     def get_one(self, table: str, key: Any, as_of_ms: int | None = None) -> dict[str, Any]:
         """The aggregations of one key as of ``as_of_ms`` (default: now); events at exactly
         ``as_of_ms`` are not included."""
-        feeds = self._table_feeds(table)
+        self._table_feeds(table)
         moment = self.now_ms() if as_of_ms is None else int(as_of_ms)
-        key_hash = self._key_hash(table, key)
+        return self.read_one(table, self._key_hash(table, key), moment)
+
+    def read_one(self, table: str, key_hash: int | None, as_of_ms: int) -> dict[str, Any]:
+        """:meth:`get_one` by key hash (from :meth:`key_hash`); ``None`` reads as a key without events."""
         values: dict[str, Any] = {}
-        for feed in feeds:
-            values.update(evaluate_feed(feed, self._runs.get(feed.name, ()), key_hash, moment))
+        for feed in self._table_feeds(table):
+            runs = self._runs.get(feed.name, ()) if key_hash is not None else ()
+            values.update(evaluate_feed(feed, runs, key_hash or 0, as_of_ms))
         finish_ratios(self._ratios[table], values)
         return {name: values[name] for name in self.pipeline.tables[table].aggregations}
 
