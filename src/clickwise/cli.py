@@ -722,6 +722,7 @@ def serve(
     """The HTTP service: POST events, GET features now or as of a moment, POST decisions."""
 
     def body() -> None:
+        import gc
         import os
 
         import uvicorn
@@ -746,6 +747,11 @@ def serve(
             highlight=False,
         )
         asgi = build_asgi(service, Settings(keys=keys, open_reads=open_reads))
+        # The loaded state is millions of long-lived objects: keep the collector from walking them
+        # again and again (each full collection would stall every request in flight).
+        gc.collect()
+        gc.freeze()
+        sys.setswitchinterval(0.001)  # a request waits at most 1 ms for the GIL held by an update
         config = uvicorn.Config(asgi, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
         _graceful_server()(config).run()
 

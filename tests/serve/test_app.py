@@ -23,6 +23,7 @@ from clickwise.events import Ingestor
 from clickwise.examples import example_path
 from clickwise.model import train
 from clickwise.serve import KeyStore, Service, Settings, add_key, build_asgi
+from clickwise.serve.app import create_app
 from clickwise.serve.service import ONE_BY_ONE
 from clickwise.spec import Pipeline, parse_pipeline
 from clickwise.storage import open_root
@@ -234,6 +235,42 @@ def test_one_by_one_decisions_equal_the_column_path(served: Served) -> None:
         rows = log.filter(pl.col("event_id") == answer["id"]).drop("decided_ms").to_dicts()
         assert len(rows) == 2 and rows[0] == rows[1]  # logged once by each path, the same
         assert {k: rows[0][k] for k in answer["features"]} == answer["features"]
+
+
+def test_the_fast_lane_answers_as_the_fastapi_routes(served: Served) -> None:
+    """GET lookups and POST /v1/decide are served by plain-ASGI HotRoutes in front of FastAPI; the
+    FastAPI routes alone must give the same status and body for the same requests."""
+    keys = KeyStore.load(served.folder / "keys.json")
+    plain = create_app(served.service, Settings(keys=keys, max_body_bytes=64 * 1024))
+    moment = START_MS + 2 * HOUR
+    one = orjson.dumps(_impression(1, served.user, moment))
+    requests: list[tuple[str, str, bytes, str | None]] = [
+        ("GET", f"/v1/tables/user/{served.user}?as_of={moment}", b"", "r"),
+        ("GET", f"/v1/tables/user/{served.user}?as_of=2026-01-05T02:00:00Z&as_of={moment}", b"", "r"),
+        ("GET", f"/v1/tables/user/{served.user}?as_of=soon", b"", "r"),
+        ("GET", f"/v1/tables/user/{served.user}?as_of={moment}", b"", None),
+        ("GET", f"/v1/tables/user/{served.user}?as_of={moment}", b"", "admin"),
+        ("GET", "/v1/tables/nope/x", b"", "r"),
+        ("GET", "/v1/tables/global/-?as_of=1767578400000", b"", "r"),
+        ("GET", "/v1/tables/user/" + "k" * 2000, b"", "r"),
+        ("POST", "/v1/decide", one, "r"),
+        ("POST", "/v1/decide?explain=true", one, "r"),
+        ("POST", "/v1/decide?explain=Yes", b"[" + one + b"," + one + b"]", "r"),
+        ("POST", "/v1/decide?explain=0", one, "r"),
+        ("POST", "/v1/decide?explain=perhaps", one, "r"),
+        ("POST", "/v1/decide", one + b"\n" + one, "r"),
+        ("POST", "/v1/decide", b"{nope", "r"),
+        ("POST", "/v1/decide", b"", "r"),
+        ("POST", "/v1/decide", b"[1]", "r"),
+        ("POST", "/v1/decide", b'{"user_id": 5, "ts": "later"}', "r"),
+        ("POST", "/v1/decide", one, None),
+    ]
+    with TestClient(plain) as reference:
+        for method, url, body, who in requests:
+            headers = served.headers(who) if who else {}
+            fast = served.client.request(method, url, content=body, headers=headers)
+            slow = reference.request(method, url, content=body, headers=headers)
+            assert (fast.status_code, fast.json()) == (slow.status_code, slow.json()), (method, url, body)
 
 
 def test_models_switch_and_a_foreign_model_is_refused(served: Served) -> None:

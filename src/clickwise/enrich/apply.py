@@ -53,6 +53,11 @@ class Enricher:
                     table = table.append_column(f"{step.prefix}{name}", parsed.column(name))
         return table
 
+    def sample(self) -> dict[str, Any]:
+        """A typical input for every step (to warm the resolvers up before the first real event)."""
+        agent = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0"
+        return {step.input: "127.0.0.1" if isinstance(step, GeoEnrichment) else agent for step in self._steps}
+
     def enrich_one(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """The enrichment fields for one event, equal to what :meth:`enrich_many` gives."""
         out: dict[str, Any] = {}

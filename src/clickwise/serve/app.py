@@ -9,11 +9,13 @@ writes never are. Keys are never logged (only their ids).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import FastAPI, Request
@@ -26,6 +28,7 @@ from clickwise.serve.auth import ApiKey, KeyStore
 from clickwise.serve.metrics import Metrics
 from clickwise.serve.service import Service, ServiceError
 
+_log = logging.getLogger("clickwise.serve")
 MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_BATCH = 10_000
 
@@ -87,11 +90,9 @@ class BodyLimit:
             await _send_error(send, 413, "body_too_large", f"request bodies are at most {self.limit} bytes")
 
 
-async def _send_error(send: Send, status: int, code: str, message: str) -> None:
-    body = orjson.dumps({"error": {"code": code, "message": message, "field": None}})
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+async def _send_error(send: Send, status: int, code: str, message: str, field: str | None = None) -> None:
+    body = orjson.dumps({"error": {"code": code, "message": message, "field": field}})
+    await _send_json(send, status, body)
 
 
 class _Buckets:
@@ -112,6 +113,82 @@ class _Buckets:
         return True
 
 
+class Handlers:
+    """What the routes do, shared by the FastAPI routes and the hot-route fast lane
+    (:class:`HotRoutes`), so both answer alike."""
+
+    def __init__(self, service: Service, settings: Settings, metrics: Metrics) -> None:
+        self.service = service
+        self.settings = settings
+        self.metrics = metrics
+        self.buckets = _Buckets(settings.rate_per_key)
+
+    def guard(self, authorization: str, scope: str) -> ApiKey | None:
+        """The caller's key, checked for ``scope`` and the rate limit (``None``: no check applies)."""
+        settings = self.settings
+        if settings.keys is None or (scope == "read" and settings.open_reads):
+            return None
+        if not authorization.lower().startswith("bearer "):
+            raise ServiceError(401, "unauthorized", "send an API key as 'Authorization: Bearer <key>'")
+        key = settings.keys.check(authorization[7:].strip())
+        if key is None:
+            raise ServiceError(401, "unauthorized", "unknown API key")
+        if not key.allows(scope):
+            raise ServiceError(
+                403, "forbidden", f"this key may not {scope}; its scopes: {sorted(key.scopes)}"
+            )
+        if not self.buckets.take(key.id):
+            raise ServiceError(
+                429, "rate_limited", f"more than {settings.rate_per_key:g} requests/s for this key"
+            )
+        return key
+
+    @staticmethod
+    def parse_body(data: bytes) -> Any:
+        """A JSON value, or the list of an NDJSON body's lines."""
+        if not data.strip():
+            raise ServiceError(400, "empty_body", "the request has no body")
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            lines = [line for line in data.splitlines() if line.strip()]
+            try:
+                return [orjson.loads(line) for line in lines]  # NDJSON
+            except orjson.JSONDecodeError as exc:
+                raise ServiceError(400, "bad_json", f"the body is neither JSON nor NDJSON: {exc}") from None
+
+    @staticmethod
+    def records_of(body: Any, what: str) -> list[dict[str, Any]]:
+        records = body if isinstance(body, list) else [body]
+        if not records:
+            raise ServiceError(400, "empty_batch", f"send at least one {what}")
+        if len(records) > MAX_BATCH:
+            raise ServiceError(413, "batch_too_large", f"at most {MAX_BATCH} {what}s per request")
+        if not all(isinstance(r, dict) for r in records):
+            raise ServiceError(400, "bad_record", f"each {what} is a JSON object")
+        return records
+
+    def lookup(self, authorization: str, table: str, key: str, as_of: str | None) -> bytes:
+        self.guard(authorization, "read")
+        service = self.service
+        moment = service.parse_time(as_of)
+        return orjson.dumps(service.lookup(table, service.parse_key(table, key), moment))
+
+    async def decide(self, authorization: str, data: bytes, explain: bool) -> bytes:
+        self.guard(authorization, "read")
+        body = self.parse_body(data)
+        records = self.records_of(body, "opportunity")
+        service = self.service
+        answers = (
+            service.decide(records, explain=explain)  # a fraction of a millisecond: no thread hop
+            if len(records) == 1
+            else await asyncio.to_thread(service.decide, records, explain=explain)
+        )
+        for answer in answers:
+            self.metrics.decision(answer["decision"])
+        return orjson.dumps(answers if isinstance(body, list) else answers[0])
+
+
 def _json(content: Any) -> Response:
     """A JSON answer serialized by orjson directly (FastAPI's default walks the value first)."""
     return Response(orjson.dumps(content), media_type="application/json")
@@ -125,7 +202,7 @@ def create_app(service: Service, settings: Settings | None = None) -> FastAPI:
     """The ASGI application serving ``service``."""
     settings = settings or Settings()
     metrics = Metrics(service)
-    buckets = _Buckets(settings.rate_per_key)
+    handlers = Handlers(service, settings, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -140,6 +217,7 @@ def create_app(service: Service, settings: Settings | None = None) -> FastAPI:
     )
     app.state.service = service
     app.state.metrics = metrics
+    app.state.handlers = handlers
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
@@ -161,46 +239,12 @@ def create_app(service: Service, settings: Settings | None = None) -> FastAPI:
         return _error(500, "internal", f"internal error ({type(exc).__name__}); see the service log")
 
     def guard(request: Request, scope: str) -> ApiKey | None:
-        if settings.keys is None or (scope == "read" and settings.open_reads):
-            return None
-        header = request.headers.get("authorization", "")
-        if not header.lower().startswith("bearer "):
-            raise ServiceError(401, "unauthorized", "send an API key as 'Authorization: Bearer <key>'")
-        key = settings.keys.check(header[7:].strip())
-        if key is None:
-            raise ServiceError(401, "unauthorized", "unknown API key")
-        if not key.allows(scope):
-            raise ServiceError(
-                403, "forbidden", f"this key may not {scope}; its scopes: {sorted(key.scopes)}"
-            )
-        if not buckets.take(key.id):
-            raise ServiceError(
-                429, "rate_limited", f"more than {settings.rate_per_key:g} requests/s for this key"
-            )
-        return key
+        return handlers.guard(request.headers.get("authorization", ""), scope)
 
     async def json_body(request: Request) -> Any:
-        data = await request.body()
-        if not data.strip():
-            raise ServiceError(400, "empty_body", "the request has no body")
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            lines = [line for line in data.splitlines() if line.strip()]
-            try:
-                return [orjson.loads(line) for line in lines]  # NDJSON
-            except orjson.JSONDecodeError as exc:
-                raise ServiceError(400, "bad_json", f"the body is neither JSON nor NDJSON: {exc}") from None
+        return handlers.parse_body(await request.body())
 
-    def records_of(body: Any, what: str) -> list[dict[str, Any]]:
-        records = body if isinstance(body, list) else [body]
-        if not records:
-            raise ServiceError(400, "empty_batch", f"send at least one {what}")
-        if len(records) > MAX_BATCH:
-            raise ServiceError(413, "batch_too_large", f"at most {MAX_BATCH} {what}s per request")
-        if not all(isinstance(r, dict) for r in records):
-            raise ServiceError(400, "bad_record", f"each {what} is a JSON object")
-        return records
+    records_of = handlers.records_of
 
     async def in_thread(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(function, *args, **kwargs)
@@ -219,9 +263,8 @@ def create_app(service: Service, settings: Settings | None = None) -> FastAPI:
 
     @app.get("/v1/tables/{table}/{key}", summary="A key's features, now or as of a moment")
     async def get_table(table: str, key: str, request: Request, as_of: str | None = None) -> Response:
-        guard(request, "read")
-        moment = service.parse_time(as_of)
-        return _json(service.lookup(table, service.parse_key(table, key), moment))
+        answer = handlers.lookup(request.headers.get("authorization", ""), table, key, as_of)
+        return Response(answer, media_type="application/json")
 
     @app.post(
         "/v1/tables/{table}/lookup",
@@ -258,17 +301,9 @@ def create_app(service: Service, settings: Settings | None = None) -> FastAPI:
         openapi_extra=_body(_RECORDS, "Ad opportunities: the impression's fields (time defaults to now)."),
     )
     async def decide(request: Request, explain: bool = False) -> Response:
-        guard(request, "read")
-        body = await json_body(request)
-        records = records_of(body, "opportunity")
-        answers = (
-            service.decide(records, explain=explain)
-            if len(records) == 1
-            else await in_thread(service.decide, records, explain=explain)
-        )
-        for answer in answers:
-            metrics.decision(answer["decision"])
-        return _json(answers if isinstance(body, list) else answers[0])
+        authorization = request.headers.get("authorization", "")
+        answer = await handlers.decide(authorization, await request.body(), explain)
+        return Response(answer, media_type="application/json")
 
     @app.get("/v1/models", summary="Model versions and the active one")
     async def models(request: Request) -> dict[str, Any]:
@@ -325,8 +360,113 @@ class Timing:
             self.metrics.observe(route, scope.get("method", ""), status, time.perf_counter() - started)
 
 
+@dataclass(frozen=True)
+class _Route:
+    path: str  # the route's label in the metrics, as FastAPI names it
+
+
+_LOOKUP = _Route("/v1/tables/{table}/{key}")
+_DECIDE = _Route("/v1/decide")
+_TRUE = {"1", "on", "t", "true", "y", "yes"}
+_FALSE = {"0", "off", "f", "false", "n", "no"}
+
+
+class HotRoutes:
+    """``GET /v1/tables/{table}/{key}`` and ``POST /v1/decide`` answered in plain ASGI, through the
+    same :class:`Handlers` as their FastAPI routes (which still describe them in the OpenAPI
+    document): FastAPI's routing, dependency and middleware layers cost more CPU than a lookup.
+    Anything else, or anything unusual about these requests, goes on to FastAPI."""
+
+    def __init__(self, app: ASGIApp, handlers: Handlers) -> None:
+        self.app = app
+        self.handlers = handlers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            method, path = scope["method"], scope["path"]
+            if method == "GET" and path.startswith("/v1/tables/"):
+                parts = path.split("/")
+                if len(parts) == 5 and parts[3] and parts[4]:
+                    scope["route"] = _LOOKUP
+                    await self._lookup(scope, send, parts[3], parts[4])
+                    return
+            elif method == "POST" and path == "/v1/decide":
+                scope["route"] = _DECIDE
+                await self._decide(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _lookup(self, scope: Scope, send: Send, table: str, key: str) -> None:
+        async def answer() -> bytes:
+            as_of = _query(scope).get("as_of")
+            return self.handlers.lookup(_authorization(scope), table, key, as_of)
+
+        await _respond(scope, send, answer)
+
+    async def _decide(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def answer() -> bytes:
+            explain = _query(scope).get("explain")
+            flag = explain is not None and explain.lower() in _TRUE
+            if explain is not None and not flag and explain.lower() not in _FALSE:
+                raise ServiceError(
+                    422, "invalid_request", "Input should be a valid boolean, unable to interpret input",
+                    "explain",
+                )  # fmt: skip
+            data = await _read_body(receive)
+            return await self.handlers.decide(_authorization(scope), data, flag)
+
+        await _respond(scope, send, answer)
+
+
+async def _respond(scope: Scope, send: Send, answer: Callable[[], Awaitable[bytes]]) -> None:
+    """Send ``answer()``'s JSON, or its error as the FastAPI routes would."""
+    try:
+        body = await answer()
+    except ServiceError as exc:
+        await _send_error(send, exc.status, exc.code, exc.message, exc.field)
+        return
+    except Exception as exc:  # a bug: say so, keep serving
+        _log.exception("%s %s failed", scope["method"], scope["path"])
+        message = f"internal error ({type(exc).__name__}); see the service log"
+        await _send_error(send, 500, "internal", message)
+        return
+    await _send_json(send, 200, body)
+
+
+def _authorization(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return str(value.decode("latin-1"))
+    return ""
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    """Query parameters (the last value of a repeated one, as FastAPI reads a single value)."""
+    text = scope.get("query_string", b"")
+    return dict(parse_qsl(text.decode("latin-1"), keep_blank_values=True)) if text else {}
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ServiceError(400, "disconnected", "the client went away before sending its body")
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _send_json(send: Send, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def build_asgi(service: Service, settings: Settings | None = None) -> ASGIApp:
-    """The application wrapped in the latency timer and the body-size guard (what the server runs)."""
+    """The application wrapped in the hot-route fast lane, the latency timer and the body-size
+    guard (what the server runs)."""
     settings = settings or Settings()
     app = create_app(service, settings)
-    return BodyLimit(Timing(app, app.state.metrics), settings.max_body_bytes)
+    hot = HotRoutes(app, app.state.handlers)
+    return BodyLimit(Timing(hot, app.state.metrics), settings.max_body_bytes)

@@ -83,13 +83,16 @@ class Service:
         self.fingerprint = pipeline.fingerprint()  # a digest of the whole definition: compute once
         self.root = root
         self.clock = clock or SystemClock()
-        self.lock = threading.RLock()  # the tables are read and updated under it
         self._write_lock = threading.Lock()
+        self._apply_lock = threading.Lock()  # one update of the tables at a time
         self._unapplied: dict[str, list[str]] = {}  # lake files written, not yet in the tables
         self._written = 0  # ingest batches written to the lake
         self._applied = 0  # ... and applied to the tables
         self.tables = Tables.open(pipeline, root, clock=self.clock)
         self.tables.catch_up()
+        # Reads hold the tables' lock, so a decision sees one state of every table; an update
+        # takes it only to publish its result, so reads never wait for an update's work.
+        self.lock = self.tables.lock
         self.ingestor = Ingestor(pipeline, root, clock=self.clock)
         self.features = FeatureSet(pipeline) if pipeline.label is not None else None
         self.models = models
@@ -99,9 +102,11 @@ class Service:
             self.predictor = self._load(resolve(chosen, models))
         self._enricher = Enricher(pipeline, pipeline.label.exposure) if pipeline.label is not None else None
         self._log: list[pa.Table] = []  # decisions made in columns
-        self._log_dicts: list[dict[str, Any]] = []  # ... and one by one
-        self._log_rows = 0
         self._log_schema = self._decision_log_schema()
+        self._log_rows = 0
+        self._log_values: list[list[Any]] = [[] for _ in self._log_schema]  # ... and one by one
+        self._flusher: threading.Thread | None = None
+        self._flush_lock = threading.Lock()  # one log file written at a time
         if pipeline.decision is not None and self.features is not None:  # a rule that cannot compare
             first_rule_holding(self._log_schema.empty_table(), pipeline.decision.block)  # fails now
         self._log_lock = threading.Lock()
@@ -113,6 +118,16 @@ class Service:
         compiled, on a fresh install) before the first request rather than during it."""
         for table in self.pipeline.tables:
             self.tables.evaluate_batch(table, np.zeros(1, dtype=np.uint64), np.zeros(1, dtype=np.int64))
+        if self.features is None or self._enricher is None:
+            return
+        # ... and the one-by-one path: parsers build their rules on first use, the booster its
+        # predictor (nothing is logged)
+        event: dict[str, Any] = dict.fromkeys(self.features.input_fields(), "")
+        event.update(self._enricher.enrich_one(self._enricher.sample()))
+        event[EVENT_MS] = self.clock.now_ms()
+        values = self.features.compute_one(self.tables, event)
+        if self.predictor is not None:
+            self.predictor.predict([{name: None for name in values}])
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -133,7 +148,7 @@ class Service:
             self._unapplied.setdefault(stream, []).extend(counts.files)
             self._written += 1
             mine = self._written
-        with self.lock:
+        with self._apply_lock:
             if self._applied < mine:  # no other request applied this one's files yet: apply all
                 with self._write_lock:
                     files, self._unapplied = self._unapplied, {}
@@ -271,9 +286,8 @@ class Service:
         for event, values, p in zip(events, features, p_click.tolist(), strict=True):
             decision, reasons = self._policy_one(values, p)
             ident = event[event_id] if event_id else None
-            logged.append({"event_id": ident, "event_ms": event[EVENT_MS], **values, "p_click": p,
-                           "decision": decision, "model_version": predictor.version,
-                           "decided_ms": decided_ms})  # fmt: skip
+            row = [ident, event[EVENT_MS], *values.values(), p, decision, predictor.version, decided_ms]
+            logged.append(row)
             answer: dict[str, Any] = {
                 "id": ident,
                 "p_click": p,
@@ -286,12 +300,14 @@ class Service:
             if explain:
                 answer["features"] = values
             answers.append(answer)
-        with self._log_lock:
-            self._log_dicts.extend(logged)
+        with self._log_lock:  # kept as columns of Python values: a row costs a few appends
+            for row in logged:
+                for column, value in zip(self._log_values, row, strict=True):
+                    column.append(value)
             self._log_rows += len(logged)
             full = self._log_rows >= LOG_FLUSH_ROWS
         if full:
-            self.flush_decisions()
+            self._flush_in_background()
         return answers
 
     def _policy_one(self, values: dict[str, Any], p_click: float) -> tuple[str, list[str]]:
@@ -379,24 +395,59 @@ class Service:
             self._log_rows += log.num_rows
             full = self._log_rows >= LOG_FLUSH_ROWS
         if full:
+            self._flush_in_background()
+
+    def _flush_in_background(self) -> None:
+        """Write the log off the request's thread (a file of 20,000 rows takes ~100 ms); one
+        writer at a time, and :meth:`close` waits for it."""
+        with self._log_lock:
+            if self._flusher is not None and self._flusher.is_alive():
+                return  # the running writer takes these rows on its next round
+            self._flusher = threading.Thread(target=self._flush_while_full, name="decision-log", daemon=True)
+            self._flusher.start()
+
+    def _flush_while_full(self) -> None:
+        while True:
             self.flush_decisions()
+            with self._log_lock:
+                if self._log_rows < LOG_FLUSH_ROWS:
+                    return
 
     def flush_decisions(self) -> str | None:
-        """Write the logged decisions not written yet (one Parquet file); returns its path."""
-        with self._log_lock:
-            parts, dicts = self._log, self._log_dicts
-            self._log, self._log_dicts, self._log_rows = [], [], 0
-        if not parts and not dicts:
-            return None
+        """Write the logged decisions not written yet (one Parquet file); returns its path. When
+        the write fails, the rows stay in the log for the next attempt."""
+        with self._flush_lock:
+            with self._log_lock:
+                parts, values = self._log, self._log_values
+                self._log, self._log_values, self._log_rows = [], [[] for _ in self._log_schema], 0
+            if not parts and not values[0]:
+                return None
+            try:
+                stamp = format_ms(self.clock.now_ms())
+                path = f"{DECISION_LOG}/date={stamp[:10]}/hour={stamp[11:13]}/part-{time.time_ns()}.parquet"
+                self.root.write_parquet(path, self._log_table(parts, values))
+            except BaseException:
+                with self._log_lock:
+                    self._log[:0] = parts
+                    for column, kept in zip(self._log_values, values, strict=True):
+                        column[:0] = kept
+                    self._log_rows += sum(t.num_rows for t in parts) + len(values[0])
+                raise
+            return path
+
+    def _log_table(self, parts: list[pa.Table], values: list[list[Any]]) -> pa.Table:
         schema = self._log_schema
-        tables = [pa.Table.from_pylist(dicts, schema=schema)] if dicts else []
-        tables += [pa.Table.from_arrays([t.column(f.name).cast(f.type) for f in schema], schema=schema)
-                   for t in parts]  # fmt: skip
-        table = pa.concat_tables(tables)
-        stamp = format_ms(self.clock.now_ms())
-        path = f"{DECISION_LOG}/date={stamp[:10]}/hour={stamp[11:13]}/part-{time.time_ns()}.parquet"
-        self.root.write_parquet(path, table)
-        return path
+        tables = []
+        if values[0]:
+            arrays = []
+            for field, column in zip(schema, values, strict=True):
+                arrays.append(pa.array(column, field.type))
+                time.sleep(0)  # a column at a time, letting request threads in between (the GIL)
+            tables.append(pa.Table.from_arrays(arrays, schema=schema))
+        for part in parts:
+            columns = [part.column(f.name).cast(f.type) for f in schema]
+            tables.append(pa.Table.from_arrays(columns, schema=schema))
+        return pa.concat_tables(tables)
 
     # --- models -----------------------------------------------------------------------------------
 
@@ -434,6 +485,9 @@ class Service:
 
     def close(self) -> None:
         """Make everything durable: the decision log (the tables are checkpointed on every ingest)."""
+        flusher = self._flusher
+        if flusher is not None:
+            flusher.join()
         self.flush_decisions()
 
 

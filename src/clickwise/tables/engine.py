@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,10 +86,16 @@ class Tables:
         self._ratios: dict[str, list[RatioPlan]] = {
             name: table_ratios(table) for name, table in pipeline.tables.items()
         }
-        self._runs: dict[str, list[Run]] = {}
+        self._runs: dict[str, list[Run]] = {}  # the updater's working state
         self._loaded: dict[str, list[Run]] = {}  # runs as named by the checkpoint, in its order
         self._pending: dict[str, pl.DataFrame] = {}
         self._merged: dict[str, tuple[tuple[int, ...], Run]] = {}  # bulk reads: one run per feed
+        # What reads see: the state as of the last finished update, published in one step, so a
+        # read never sees half of an update and an update never waits for reads to finish.
+        self.lock = threading.RLock()
+        self._view: dict[str, tuple[Run, ...]] = {}
+        self._view_high: int | None = None  # the highest event time in the published state
+        self._view_counters: dict[str, int] = {}
 
     # --- opening and persistence --------------------------------------------------------------
 
@@ -110,7 +117,17 @@ class Tables:
             tables._loaded[feed_name] = list(tables._runs[feed_name])
         for stream, path in checkpoint.pending.items():
             tables._pending[stream] = pl.from_arrow(root.read_parquet([path]))  # type: ignore[assignment]
+        tables._publish()
         return tables
+
+    def _publish(self) -> None:
+        """Make the working state the one reads see (under :attr:`lock`: a reader holding it sees
+        one state from start to end)."""
+        view = {name: tuple(runs) for name, runs in self._runs.items()}
+        counters = dict(self._checkpoint.counters)
+        with self.lock:
+            self._view, self._view_high = view, counters.get("max_event_ms")
+            self._view_counters = counters
 
     @property
     def watermark_ms(self) -> int | None:
@@ -124,7 +141,7 @@ class Tables:
 
     def run_counts(self) -> dict[str, int]:
         """How many runs each feed has (reads visit each)."""
-        return {name: len(runs) for name, runs in self._runs.items()}
+        return {name: len(runs) for name, runs in self._view.items()}
 
     def pending_count(self) -> int:
         """Joined events still waiting for their join to resolve."""
@@ -132,7 +149,7 @@ class Tables:
 
     def counters(self) -> dict[str, int]:
         """Late, expired and pending counts and the highest event time, as of the last update."""
-        return dict(self._checkpoint.counters)
+        return dict(self._view_counters)
 
     # --- updating -----------------------------------------------------------------------------
 
@@ -168,6 +185,7 @@ class Tables:
                 progress(done, total)
         if len(windows) > 1:
             self.compact()
+        self._publish()
         report.watermark_ms = self.watermark_ms
         report.pending = self.pending_count()
         return report
@@ -379,6 +397,7 @@ class Tables:
                 changed = True
         if changed:
             self._persist({})
+            self._publish()
 
     def _retained(self, feed_name: str, run: Run) -> Run:
         watermark = self.watermark_ms
@@ -401,7 +420,7 @@ class Tables:
     def now_ms(self) -> int:
         """ "Now" for reads: the clock, but never before the newest event applied (so "now" sees
         every ingested event)."""
-        high = self._checkpoint.counters.get("max_event_ms")
+        high = self._view_high
         now = self.clock.now_ms()
         return now if high is None else max(now, high + 1)
 
@@ -415,8 +434,9 @@ class Tables:
     def read_one(self, table: str, key_hash: int | None, as_of_ms: int) -> dict[str, Any]:
         """:meth:`get_one` by key hash (from :meth:`key_hash`); ``None`` reads as a key without events."""
         values: dict[str, Any] = {}
+        view = self._view  # one published state for every feed of the table
         for feed in self._table_feeds(table):
-            runs = self._runs.get(feed.name, ()) if key_hash is not None else ()
+            runs = view.get(feed.name, ()) if key_hash is not None else ()
             values.update(evaluate_feed(feed, runs, key_hash or 0, as_of_ms))
         finish_ratios(self._ratios[table], values)
         return {name: values[name] for name in self.pipeline.tables[table].aggregations}
@@ -447,14 +467,15 @@ class Tables:
         feeds = self._table_feeds(table)
         pairs = Pairs.of(key_hash, as_of_ms, known)
         columns: dict[str, Column] = {}
+        view = self._view  # one published state for every feed of the table
         for feed in feeds:
-            columns.update(evaluate_feed_batch(feed, self._single_run(feed.name), pairs))
+            columns.update(evaluate_feed_batch(feed, self._single_run(view, feed.name), pairs))
         finish_ratios_batch(self._ratios[table], columns)
         return columns
 
-    def _single_run(self, feed_name: str) -> Run | None:
+    def _single_run(self, view: dict[str, tuple[Run, ...]], feed_name: str) -> Run | None:
         """The feed's runs merged into one for bulk reads (cached until the runs change)."""
-        runs = self._runs.get(feed_name, [])
+        runs = view.get(feed_name, ())
         if not runs:
             return None
         if len(runs) == 1:
@@ -473,7 +494,7 @@ class Tables:
         """The text of every key with at least one event in the table's state."""
         texts: set[str] = set()
         for feed in self._table_feeds(table):
-            for run in self._runs.get(feed.name, ()):
+            for run in self._view.get(feed.name, ()):
                 texts.update(run.key_texts.to_pylist())
         return sorted(texts)
 
@@ -494,7 +515,7 @@ class Tables:
     def _keys_before(self, table: str, moment: int) -> list[str]:
         texts: set[str] = set()
         for feed in self._table_feeds(table):
-            for run in self._runs.get(feed.name, ()):
+            for run in self._view.get(feed.name, ()):
                 first_ms = run.event_ms[run.starts[:-1]]  # rows are in time order within a key
                 early = np.flatnonzero(first_ms < moment)
                 if len(early):

@@ -359,7 +359,7 @@ def _plain(raw: pl.Series) -> np.ndarray:
     return raw.fill_null(0).to_numpy()
 
 
-def merge_runs(runs: list[Run]) -> Run:
+def merge_runs(runs: Sequence[Run]) -> Run:
     """One sorted run holding every event of ``runs`` (compaction).
 
     Each run is already sorted by (key, time), so rows are ranked by key in the union of the
@@ -416,7 +416,9 @@ def _remap(union: np.ndarray, labels: np.ndarray, codes: np.ndarray) -> np.ndarr
     return np.searchsorted(union, labels).astype(np.int32)[codes]
 
 
-def _merged_values(runs: list[Run], order: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def _merged_values(
+    runs: Sequence[Run], order: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     values: dict[str, np.ndarray] = {}
     labels: dict[str, np.ndarray] = {}
     for name in runs[0].values:

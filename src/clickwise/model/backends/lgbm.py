@@ -7,6 +7,7 @@ same data gives the same model.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 from clickwise.model.backends.base import Matrix, Progress, Schedule
 
 DEFAULTS: dict[str, Any] = {"objective": "binary", "verbose": -1, "seed": 0, "deterministic": True}
+SMALL = 2_000  # rows scored on the calling thread: waking OpenMP's threads costs more than they save
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,9 @@ class LightGBMBooster:
         return int(self.booster.num_trees())
 
     def predict(self, values: np.ndarray) -> np.ndarray:
-        return np.asarray(self.booster.predict(values), dtype=np.float64)
+        # LightGBM keeps the last thread count for the process: always say which one
+        threads = 1 if len(values) <= SMALL else len(os.sched_getaffinity(0))
+        return np.asarray(self.booster.predict(values, num_threads=threads), dtype=np.float64)
 
     def to_bytes(self) -> bytes:
         return self.booster.model_to_string().encode()
