@@ -767,7 +767,7 @@ def _graceful_server() -> type:
 
     class GracefulServer(uvicorn.Server):
         """SIGTERM/SIGINT: finish the requests in flight, run the app's shutdown (which makes the
-        decision log durable; table state is checkpointed by every ingest), then exit with 0
+        table state and the decision log durable), then exit with 0
         (uvicorn itself re-raises the signal after its graceful stop, so the exit looks like a crash)."""
 
         @contextlib.contextmanager

@@ -39,6 +39,7 @@ from clickwise.time import Clock, SystemClock, format_ms, parse_instant_ms
 MAX_KEY_LENGTH = 1024
 DECISION_LOG = "decisions"
 LOG_FLUSH_ROWS = 20_000
+CHECKPOINT_SECONDS = 10.0  # table state written at most this often (and at shutdown)
 ONE_BY_ONE = 8  # up to this many opportunities a request, each is decided on its own (no columns)
 _LOG_TYPES = {"int": pa.int64(), "float": pa.float64(), "string": pa.string(), "bool": pa.bool_()}
 
@@ -85,6 +86,7 @@ class Service:
         self.clock = clock or SystemClock()
         self._write_lock = threading.Lock()
         self._apply_lock = threading.Lock()  # one update of the tables at a time
+        self._checkpointed = time.monotonic()
         self._unapplied: dict[str, list[str]] = {}  # lake files written, not yet in the tables
         self._written = 0  # ingest batches written to the lake
         self._applied = 0  # ... and applied to the tables
@@ -153,8 +155,13 @@ class Service:
                 with self._write_lock:
                     files, self._unapplied = self._unapplied, {}
                     upto = self._written
-                self.tables.catch_up(files=files)
+                # in memory: the lake already holds the events durably, and a restart applies
+                # whatever the last table checkpoint does not name
+                self.tables.catch_up(files=files, persist=False)
                 self._applied = upto
+                if time.monotonic() - self._checkpointed >= CHECKPOINT_SECONDS:
+                    self.tables.checkpoint()
+                    self._checkpointed = time.monotonic()
             watermark = self.tables.watermark_ms
         errors = [{"index": row, "field": field, "reason": reason} for row, reason, field in counts.problems]
         return IngestResult(counts.accepted, counts.rejected, counts.duplicates, errors, watermark)
@@ -484,7 +491,9 @@ class Service:
         return {"active": version}
 
     def close(self) -> None:
-        """Make everything durable: the decision log (the tables are checkpointed on every ingest)."""
+        """Make everything durable: the table state and the decision log."""
+        with self._apply_lock:
+            self.tables.checkpoint()
         flusher = self._flusher
         if flusher is not None:
             flusher.join()

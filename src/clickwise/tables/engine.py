@@ -51,6 +51,7 @@ from clickwise.time import Clock, SystemClock, format_duration_ms
 
 MAX_RUNS = 6
 """Runs per feed before compaction merges them (size-tiered: small runs merge first)."""
+TIER_RATIO = 2
 WINDOW_ROWS = 4_000_000
 """Lake events applied per checkpoint during a catch-up (bounds memory; a window is whole hours)."""
 
@@ -90,6 +91,7 @@ class Tables:
         self._loaded: dict[str, list[Run]] = {}  # runs as named by the checkpoint, in its order
         self._pending: dict[str, pl.DataFrame] = {}
         self._merged: dict[str, tuple[tuple[int, ...], Run]] = {}  # bulk reads: one run per feed
+        self._dirty = False  # applied in memory, not checkpointed yet
         # What reads see: the state as of the last finished update, published in one step, so a
         # read never sees half of an update and an update never waits for reads to finish.
         self.lock = threading.RLock()
@@ -159,12 +161,17 @@ class Tables:
         *,
         window_rows: int = WINDOW_ROWS,
         files: dict[str, list[str]] | None = None,
+        persist: bool = True,
     ) -> UpdateReport:
         """Apply every lake event not applied yet, in event-time windows of whole hours of about
         ``window_rows`` events, checkpointing after each window (progress counts events).
 
         ``files`` (per stream, files of finished ingests) limits the pass to those files: a caller
         that just wrote them saves listing the whole lake.
+
+        ``persist=False`` applies the events in memory only; :meth:`checkpoint` writes them later.
+        Nothing is lost meanwhile: the events are in the lake, and a restart applies every lake
+        file the last checkpoint does not name (the lake is the log, the checkpoint a summary).
         """
         lake = Lake(self.root, self.pipeline)
         applied = set(self._checkpoint.applied)
@@ -179,7 +186,7 @@ class Tables:
         total = sum(rows for _, rows in windows)
         done = 0
         for files, rows in windows:
-            self._apply_window(files, report)
+            self._apply_window(files, report, persist=persist or len(windows) > 1)
             done += rows
             if progress is not None:
                 progress(done, total)
@@ -228,7 +235,7 @@ class Tables:
     def _rows(self, path: str) -> int:
         return int(pq.ParquetFile(self.root.path(path), filesystem=self.root.fs).metadata.num_rows)
 
-    def _apply_window(self, files: dict[str, list[str]], report: UpdateReport) -> None:
+    def _apply_window(self, files: dict[str, list[str]], report: UpdateReport, *, persist: bool) -> None:
         counters = self._checkpoint.counters
         new_runs: dict[str, list[Run]] = {}
         batches: dict[str, pl.DataFrame] = {}
@@ -247,7 +254,19 @@ class Tables:
         report.late += late
         counters["late_events"] = counters.get("late_events", 0) + late
         self._checkpoint.applied.extend(p for paths in files.values() for p in paths)
-        self._persist(new_runs)
+        for feed_name in new_runs:
+            self._compact(feed_name)
+        self._dirty = True
+        if persist:
+            self.checkpoint()
+
+    def checkpoint(self) -> bool:
+        """Write what was applied in memory since the last checkpoint (runs, pending joins, the
+        list of applied lake files) in one atomic step; ``False`` when there was nothing to write."""
+        if not self._dirty:
+            return False
+        self._persist()
+        return True
 
     def _count_late(self, batches: list[pl.DataFrame]) -> int:
         """Events whose time was already behind the watermark when they arrived (in arrival order);
@@ -359,12 +378,10 @@ class Tables:
         else:
             self._pending.pop(stream)
 
-    def _persist(self, new_runs: dict[str, list[Run]]) -> None:
+    def _persist(self) -> None:
         checkpoint = self._checkpoint
         checkpoint.sequence += 1
         sequence = checkpoint.sequence
-        for feed_name in new_runs:
-            self._compact(feed_name)
         for feed_name, runs in self._runs.items():
             paths = checkpoint.runs.setdefault(feed_name, [])
             known = dict(zip((id(r) for r in self._loaded.get(feed_name, [])), paths, strict=False))
@@ -384,6 +401,7 @@ class Tables:
             checkpoint.pending[stream] = path
         save_checkpoint(self.root, checkpoint)
         remove_unreferenced(self.root, checkpoint)
+        self._dirty = False
 
     def compact(self) -> None:
         """Merge every feed's runs into one (and drop events past retention), then checkpoint.
@@ -395,8 +413,8 @@ class Tables:
             if len(runs) > 1:
                 self._runs[feed_name] = [self._retained(feed_name, merge_runs(runs))]
                 changed = True
-        if changed:
-            self._persist({})
+        if changed or self._dirty:
+            self._persist()
             self._publish()
 
     def _retained(self, feed_name: str, run: Run) -> Run:
@@ -410,10 +428,16 @@ class Tables:
         runs = self._runs[feed_name]
         if len(runs) <= MAX_RUNS:
             return
-        runs = sorted(runs, key=len, reverse=True)
-        # size-tiered: merge the smallest runs until the result is no smaller than the next one
-        keep, merge = runs[: MAX_RUNS // 2], runs[MAX_RUNS // 2 :]
-        self._runs[feed_name] = [*keep, self._retained(feed_name, merge_runs(merge))]
+        # size-tiered: merge the two smallest runs, and each next one while it is no more than
+        # TIER_RATIO times what is merged so far; a large run is rewritten only once enough small
+        # ones add up to its size (each event is rewritten about log(state / batch) times)
+        ordered = sorted(runs, key=len)
+        take, merged = 2, len(ordered[0]) + len(ordered[1])
+        while take < len(ordered) and len(ordered[take]) <= TIER_RATIO * merged:
+            merged += len(ordered[take])
+            take += 1
+        keep = sorted(ordered[take:], key=len, reverse=True)
+        self._runs[feed_name] = [*keep, self._retained(feed_name, merge_runs(ordered[:take]))]
 
     # --- reading ------------------------------------------------------------------------------
 
