@@ -14,6 +14,10 @@ asyncio), measures:
 - (d) ``POST /v1/events/impressions`` in batches of ``--ingest-batch`` events, back to back, while
   (a)'s decisions run: events/s, with a read-your-writes check after every batch.
 
+With ``--soak SECONDS`` it runs only a soak instead: ``POST /v1/decide`` at ``--decide-rate`` for
+that long, sampling the service's resident memory every 5 s; it reports errors, latency per
+minute and the memory growth from the end of the first minute to the end (target: < 10%).
+
 The reference, measured in the same run, is ``GET /healthz`` at the same rates: the latency of the
 HTTP stack and this client with no work behind it. Open-loop latencies count from the moment a
 request was due, so a client or service that falls behind shows it. This process shares the
@@ -21,6 +25,7 @@ machine's cores with the service: its own CPU use is printed, with the service's
 
     python benchmarks/bench_serve.py --users 50000 --seconds 10
     python benchmarks/bench_serve.py --users 1000000 --seconds 60 --workdir /tmp/cw-bench-serve
+    python benchmarks/bench_serve.py --users 1000000 --soak 600 --workdir /tmp/cw-bench-serve
 
 Targets (issue 5): decide p99 <= 10 ms at 1,000 req/s with 0 errors and the service's p99 <= 2 ms;
 batched >= 20,000 opportunities/s; lookups p99 <= 5 ms at 2,000 req/s; ingest >= 20,000 events/s.
@@ -134,6 +139,13 @@ class Server:
     log: Path
     ready_s: float
     loaded_s: float | None
+
+    def rss_bytes(self) -> int:
+        """The service process's resident memory."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS line")
 
     def cpu_s(self) -> float:
         """CPU seconds the service process has used (user + system)."""
@@ -450,6 +462,48 @@ class Ingest:
         return status, body
 
 
+async def soak(args: argparse.Namespace, prepared: Prepared, server: Server) -> None:
+    """Decisions at ``--decide-rate`` for ``--soak`` seconds; memory sampled every 5 s."""
+    bodies = [orjson.dumps(o) for o in prepared.opportunities]
+
+    async def decide_one(connection: Conn, number: int) -> tuple[int, bytes]:
+        return await connection.call("POST", "/v1/decide", bodies[number % len(bodies)], "reader")
+
+    def connect() -> Conn:
+        return Connection(server.url, prepared.keys)
+
+    await closed_loop(connect, "warm-up", decide_one, 2, 2.0, 1)
+    samples: list[tuple[float, int]] = []
+
+    async def sample_memory() -> None:
+        started = time.monotonic()
+        while True:
+            samples.append((time.monotonic() - started, server.rss_bytes()))
+            await asyncio.sleep(5.0)
+
+    sampler = asyncio.create_task(sample_memory())
+    rate, workers = args.decide_rate, args.connections
+    load = await measured(
+        server, open_loop(connect, "soak", decide_one, rate, args.soak, workers, args.max_backlog)
+    )
+    sampler.cancel()
+    samples.append((args.soak, server.rss_bytes()))
+    after_minute = next((rss for moment, rss in samples if moment >= 60.0), samples[0][1])
+    end = samples[-1][1]
+    growth = (end - after_minute) / after_minute
+    print()
+    print(f"soak: POST /v1/decide, 1 opportunity a request, {args.decide_rate:,.0f} req/s open loop, "
+          f"{args.soak:g} s")  # fmt: skip
+    print(f"    {load.describe()}; {cpu(load)}")
+    per_minute = [load.latencies_ms[i : i + int(args.decide_rate * 60)]
+                  for i in range(0, len(load.latencies_ms), int(args.decide_rate * 60))]  # fmt: skip
+    print("    p99 per minute (ms): " + " ".join(f"{np.percentile(m, 99):.1f}" for m in per_minute if m))
+    print("    service RSS (MiB) every minute: "
+          + " ".join(f"{rss / 2**20:,.0f}" for moment, rss in samples if moment % 60 < 5))  # fmt: skip
+    print(f"    memory growth from minute 1 to the end: {growth:+.1%} (target < 10%): "
+          f"{check(growth < 0.10)}; errors {load.failed} (target 0): {check(load.failed == 0)}")  # fmt: skip
+
+
 async def measure(args: argparse.Namespace, prepared: Prepared, server: Server) -> None:
     bodies = [orjson.dumps(o) for o in prepared.opportunities]
     users = list({o["user_id"] for o in prepared.opportunities})
@@ -619,6 +673,7 @@ def main() -> None:
         help="An open-loop request still waiting this long after it was due is dropped unsent.",
     )  # fmt: skip
     parser.add_argument("--workdir", type=Path, default=None, help="Keep (and reuse) the prepared root here.")
+    parser.add_argument("--soak", type=float, default=0.0, help="Run only a soak of decisions this long (s).")
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cw-bench-serve-"))
@@ -628,7 +683,7 @@ def main() -> None:
     print(f"  prepared in {time.perf_counter() - started:.1f} s")
     server = start_server(prepared)
     try:
-        asyncio.run(measure(args, prepared, server))
+        asyncio.run(soak(args, prepared, server) if args.soak else measure(args, prepared, server))
     finally:
         code = server.stop()
         print(f"service stopped by SIGTERM: exit {code}")

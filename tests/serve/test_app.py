@@ -273,6 +273,37 @@ def test_the_fast_lane_answers_as_the_fastapi_routes(served: Served) -> None:
             assert (fast.status_code, fast.json()) == (slow.status_code, slow.json()), (method, url, body)
 
 
+def test_logged_decisions_have_the_backfills_features(served: Served) -> None:
+    """The skew check through the service: impressions of the backfilled range sent to
+    /v1/decide (one a request, and in batches) are logged with exactly the features the backfill
+    wrote for them."""
+    raw = pl.read_parquet(served.folder / "in" / "impressions").sort("impression_id")
+    raw = raw.filter(pl.col("ts") < START_MS + 4 * HOUR).sample(240, seed=8)
+    records = raw.drop("arrival_ts").to_dicts()
+    answers = [
+        served.client.post("/v1/decide", json=r, headers=served.headers("r")).json() for r in records[:40]
+    ]
+    for start in range(40, len(records), 50):
+        batch = records[start : start + 50]
+        answers += served.client.post("/v1/decide", json=batch, headers=served.headers("r")).json()
+    assert [a["id"] for a in answers] == [r["impression_id"] for r in records]
+    path = served.service.flush_decisions()
+    assert path is not None
+    names = list(served.pipeline.features)
+    logged = pl.read_parquet(served.folder / "root" / path).select(["event_id", *names])
+    backfilled = pl.read_parquet(served.folder / "training" / "**" / "*.parquet").select(["event_id", *names])
+    wanted = backfilled.filter(pl.col("event_id").is_in(raw.get_column("impression_id").to_list()))
+    got = logged.filter(pl.col("event_id").is_in(raw.get_column("impression_id").to_list()))
+    assert wanted.height == got.height == len(records)
+    joined = wanted.join(got, on="event_id", suffix="_served")
+    for name in names:
+        left, right = joined.get_column(name), joined.get_column(f"{name}_served")
+        same = (left == right) | (left.is_null() & right.is_null())
+        assert same.all(), (
+            f"{name}: {joined.filter(~same).select('event_id', name, f'{name}_served').head(3)}"
+        )
+
+
 def test_models_switch_and_a_foreign_model_is_refused(served: Served) -> None:
     listed = served.client.get("/v1/models", headers=served.headers("r")).json()
     assert listed["versions"] == ["v0001"] and listed["active"] == "v0001"
