@@ -3,9 +3,9 @@
 import clickwise
 
 EXPECTED = [
-    "ClickwiseError", "DeadLetters", "EnrichmentError", "IngestReport", "Ingestor", "InputError", "Lake",
-    "Pipeline", "PipelineError", "Root", "StorageError", "TimeFormatError", "__version__", "example_path",
-    "ingest", "load_pipeline", "open_root", "parse_pipeline",
+    "Client", "ClickwiseError", "DeadLetters", "EnrichmentError", "IngestReport", "Ingestor", "InputError",
+    "Lake", "Pipeline", "PipelineError", "Root", "StorageError", "TimeFormatError", "__version__",
+    "example_path", "ingest", "load_pipeline", "open_root", "parse_pipeline",
 ]  # fmt: skip
 
 

@@ -22,6 +22,7 @@ from clickwise.storage import Root, open_root
 __version__ = "0.1.0"
 
 __all__ = [
+    "Client",
     "ClickwiseError",
     "DeadLetters",
     "EnrichmentError",
@@ -41,3 +42,12 @@ __all__ = [
     "open_root",
     "parse_pipeline",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``clickwise.Client``, imported on first use (it brings the HTTP client library)."""
+    if name == "Client":
+        from clickwise.serve.client import Client
+
+        return Client
+    raise AttributeError(f"module 'clickwise' has no attribute {name!r}")
