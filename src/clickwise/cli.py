@@ -751,7 +751,7 @@ def serve(
         # again and again (each full collection would stall every request in flight).
         gc.collect()
         gc.freeze()
-        sys.setswitchinterval(0.001)  # a request waits at most 1 ms for the GIL held by an update
+        sys.setswitchinterval(0.0002)  # a request waits less for the GIL while an ingest updates the tables
         config = uvicorn.Config(asgi, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
         _graceful_server()(config).run()
 

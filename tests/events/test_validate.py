@@ -174,7 +174,8 @@ def _record(stream: StreamDef, draw: st.DrawFn) -> dict[str, object]:
         choice = draw(st.integers(0, 9))
         plain = PLAIN[spec.type]
         if name in times:
-            plain = st.sampled_from([1_700_000_000 * EPOCH_SCALE[times[name]], 0, 2**53 + 1])
+            good = 1_700_000_000 * EPOCH_SCALE[times[name]]
+            plain = st.sampled_from([good, good + 1, good - 999, 0, 2**53 + 1])
         if choice:
             record[name] = draw(plain if choice > 1 else VALUES)
     record["extra"] = draw(VALUES)
@@ -184,7 +185,7 @@ def _record(stream: StreamDef, draw: st.DrawFn) -> dict[str, object]:
 ANSWERED: dict[str, int] = {}
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, derandomize=True)  # the same examples each run: the count below is stable
 @given(st.data())
 def test_validate_one_equals_validate_whenever_it_answers(data: st.DataObject) -> None:
     for stream in (VIEWS, IMPRESSIONS, MIXED):

@@ -187,6 +187,13 @@ class Ingestor:
         counts.filtered += rejected.filtered
         return files
 
+    def load_id_indexes(self) -> None:
+        """Read every stream's stored event ids now (else the first batch of each stream does:
+        seconds for a large lake, which a service should spend before it says it is ready)."""
+        for stream, definition in self.pipeline.streams.items():
+            if definition.event_id is not None and stream not in self._indexes:
+                self._indexes[stream] = EventIdIndex(self.lake, stream, definition.event_id)
+
     def _dedup(self, valid: pa.Table, stream: str, counts: StreamCounts) -> pa.Table:
         id_field = self.pipeline.streams[stream].event_id
         if id_field is None or valid.num_rows == 0:

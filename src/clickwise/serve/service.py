@@ -96,6 +96,11 @@ class Service:
         # takes it only to publish its result, so reads never wait for an update's work.
         self.lock = self.tables.lock
         self.ingestor = Ingestor(pipeline, root, clock=self.clock)
+        # the stored event ids (for de-duplication) load beside the first reads; ingest waits (a
+        # stream whose index failed to load builds it on its first batch, as a plain Ingestor does)
+        loader = self.ingestor.load_id_indexes
+        self._ids_loading = threading.Thread(target=loader, name="id-index", daemon=True)
+        self._ids_loading.start()
         self.features = FeatureSet(pipeline) if pipeline.label is not None else None
         self.models = models
         self.predictor: Predictor | None = None
@@ -143,6 +148,7 @@ class Service:
                 "stream",
             )
         table = _records_table(records)
+        self._ids_loading.join()
         with self._write_lock:  # lake writes one at a time; the tables apply them in groups
             counts = self.ingestor.ingest_table(
                 table, stream, tag=f"http-{uuid.uuid4().hex}", source="http", new_tag=True
