@@ -662,7 +662,7 @@ def main() -> None:
     parser.add_argument("--decide-rate", type=float, default=1_000.0)
     parser.add_argument("--lookup-rate", type=float, default=2_000.0)
     parser.add_argument("--batch", type=int, default=500, help="Opportunities per batched decision.")
-    parser.add_argument("--ingest-batch", type=int, default=2_000, help="Events per ingest request.")
+    parser.add_argument("--ingest-batch", type=int, default=10_000, help="Events per ingest request.")
     parser.add_argument("--connections", type=int, default=16, help="Connections of the open-loop phases.")
     parser.add_argument(
         "--client", choices=("raw", "httpx"), default="raw",
