@@ -190,7 +190,7 @@ def start_server(prepared: Prepared) -> Server:
             raise SystemExit(f"clickwise serve not ready after 900 s:\n{log.read_text()}")
         time.sleep(0.1)
     ready_s = time.perf_counter() - started
-    found = re.search(r"state loaded in\s+([\d.]+) s", log.read_text().replace("\n", " "))
+    found = re.search(r"state\s+loaded\s+in\s+([\d.]+)\s+s", log.read_text().replace("\n", " "))
     return Server(url, process, log, ready_s, float(found.group(1)) if found else None)
 
 

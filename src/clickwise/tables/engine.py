@@ -26,7 +26,7 @@ from clickwise.events.lake import Lake, partition_hour_ms
 from clickwise.spec import Pipeline
 from clickwise.storage import Root
 from clickwise.tables.batch import Column, Pairs, evaluate_feed_batch, finish_ratios_batch
-from clickwise.tables.evaluate import evaluate_feed, finish_ratios
+from clickwise.tables.evaluate import evaluate_feed, finish_ratios, prepare_run
 from clickwise.tables.feeds import Feed, RatioPlan, table_feeds, table_ratios
 from clickwise.tables.hashing import hash_text, hash_texts
 from clickwise.tables.joins import resolve
@@ -126,6 +126,12 @@ class Tables:
         """Make the working state the one reads see (under :attr:`lock`: a reader holding it sees
         one state from start to end)."""
         view = {name: tuple(runs) for name, runs in self._runs.items()}
+        known = {id(run) for runs in self._view.values() for run in runs}
+        for feeds in self._feeds.values():
+            for feed in feeds:
+                for run in view.get(feed.name, ()):
+                    if id(run) not in known:
+                        prepare_run(feed, run)
         counters = dict(self._checkpoint.counters)
         with self.lock:
             self._view, self._view_high = view, counters.get("max_event_ms")

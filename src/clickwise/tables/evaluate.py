@@ -85,6 +85,16 @@ def evaluate_feed(feed: Feed, runs: Sequence[Run], key_hash: int, as_of_ms: int)
     return {agg.name: _finish(agg, partials[i], as_of_ms) for i, agg in enumerate(feed.aggs)}
 
 
+def prepare_run(feed: Feed, run: Run) -> None:
+    """Build the cumulative sums reads of ``feed`` use on ``run`` now (on the updater's thread)
+    rather than on the first read (tens of milliseconds for a run of millions of events)."""
+    for agg in feed.aggs:
+        if agg.valid_column in run.values and agg.op != "distinct_count":
+            run.prefix(agg.valid_column)
+        if agg.op in ("sum", "mean"):
+            masked_prefix(run, agg)
+
+
 def _single(agg: AggPlan, run: Run, start: int, end: int, as_of_ms: int) -> Any:
     """The final value from one run's rows ``[start, end)`` (same answers as partial + finish)."""
     op = agg.op
