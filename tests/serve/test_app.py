@@ -74,7 +74,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     keys_file = folder / "keys.json"
     scopes = {"rw": ["read", "write"], "r": ["read"], "admin": ["admin"]}
     keys = {name: add_key(keys_file, wanted, name=name)[0] for name, wanted in scopes.items()}
-    user = pl.read_parquet(folder / "in" / "impressions").get_column("user_id").mode()[0]
+    user = pl.read_parquet(folder / "in" / "impressions").get_column("user_id").mode().sort()[0]  # ties
     service = Service(pipeline, root, models=str(folder / "models"))
     app = build_asgi(service, Settings(keys=KeyStore.load(keys_file), max_body_bytes=64 * 1024))
     with TestClient(app) as client:
@@ -216,12 +216,14 @@ def test_one_by_one_decisions_equal_the_column_path(served: Served) -> None:
     the column path. Both must give the same scores, decisions, reasons and features."""
     users = pl.read_parquet(served.folder / "in" / "impressions").get_column("user_id").unique().sort()
     moment = START_MS + 3 * HOUR
-    batch = [_impression(i, users[i * 7 % len(users)], moment - i * 60_000) for i in range(ONE_BY_ONE * 2)]
+    # numbers no other test uses: each decision's id appears in the log exactly once per path
+    count = ONE_BY_ONE * 2
+    batch = [_impression(1000 + i, users[i * 7 % len(users)], moment - i * 60_000) for i in range(count)]
     batch += [
-        _impression(100, served.user, moment, user_agent=CRAWLER),
-        _impression(101, "nobody-at-all", moment, ip=None, user_agent=None),
-        _impression(102, served.user, moment, cost=999.0),
-        _impression(103, served.user, moment + 10**8),
+        _impression(1100, served.user, moment, user_agent=CRAWLER),
+        _impression(1101, "nobody-at-all", moment, ip=None, user_agent=None),
+        _impression(1102, served.user, moment, cost=999.0),
+        _impression(1103, served.user, moment + 10**8),
     ]
     columns = served.service.decide(batch, explain=True)
     singles = [served.service.decide([opportunity], explain=True)[0] for opportunity in batch]
