@@ -159,6 +159,13 @@ def masked_prefix(run: Run, agg: AggPlan) -> np.ndarray:
 
 def _first_or_last(run: Run, agg: AggPlan, start: int, end: int, mask: np.ndarray) -> Partial:
     """(event_ms, arrival_ms, value) of the first/last included event; exact ties pick min/max value."""
+    last = agg.op != "first"
+    index = end - 1 - int(mask[::-1].argmax()) if last else start + int(mask.argmax())
+    event_ms = int(run.event_ms[index])
+    neighbour = index + 1 if not last else index - 1  # rows of one moment are adjacent (time order)
+    if not start <= neighbour < end or int(run.event_ms[neighbour]) != event_ms:  # no tie: the row itself
+        arrival_ms = int(run.arrival_ms[index]) if run.arrival_ms is not None else 0
+        return event_ms, arrival_ms, run.decode(agg.column, run.values[agg.column][index])
     hits = np.flatnonzero(mask) + start
     index = int(hits[0] if agg.op == "first" else hits[-1])
     event_ms = int(run.event_ms[index])
@@ -188,7 +195,8 @@ def _finish(agg: AggPlan, partials: list[Partial], as_of_ms: int) -> Any:
     if op == "distinct_count":
         if not partials:
             return 0
-        return estimate_distinct(np.concatenate(partials), agg.exact_up_to)
+        hashes = partials[0] if len(partials) == 1 else np.concatenate(partials)
+        return estimate_distinct(hashes, agg.exact_up_to)
     present = [p for p in partials if p is not None]
     if not present:
         return None
