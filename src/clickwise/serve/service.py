@@ -31,6 +31,7 @@ from clickwise.model.money import first_rule_holding, rule_holds
 from clickwise.model.registry import active as active_version
 from clickwise.model.registry import set_active
 from clickwise.spec import Pipeline
+from clickwise.spec.features import DecisionDef
 from clickwise.storage import Root
 from clickwise.tables import Tables
 from clickwise.tables.engine import TableReadError
@@ -328,14 +329,10 @@ class Service:
         decision = self.pipeline.decision
         if decision is None:
             return "serve", []
-        for rule in decision.block:
-            if rule_holds(values[rule.feature], rule):
-                why = "bot agent" if rule.feature == "is_bot_agent" else "bot-like history"
-                return "block", [f"{why}: {rule.feature} {rule.op} {rule.value}"]
+        holding = (i for i, rule in enumerate(decision.block) if rule_holds(values[rule.feature], rule))
+        first = next(holding, -1)
         cost = values[decision.cost] if isinstance(decision.cost, str) else decision.cost
-        if p_click * decision.value_per_click > float(cost or 0.0):
-            return "serve", []
-        return "skip", ["below value threshold: p_click x value per click <= cost"]
+        return _outcome(decision, first, p_click, float(cost or 0.0))
 
     def _decision_log_schema(self) -> pa.Schema:
         """The columns of the decision log: the decision, then every feature in its type."""
@@ -376,17 +373,10 @@ class Service:
             cost = table.column(decision.cost).cast(pa.float64()).fill_null(0.0).to_numpy()
         else:
             cost = np.full(len(p_click), float(decision.cost))
-        outcomes = []
-        for i in range(len(p_click)):
-            if first[i] >= 0:
-                rule = decision.block[int(first[i])]
-                why = "bot agent" if rule.feature == "is_bot_agent" else "bot-like history"
-                outcomes.append(("block", [f"{why}: {rule.feature} {rule.op} {rule.value}"]))
-            elif p_click[i] * decision.value_per_click > cost[i]:
-                outcomes.append(("serve", []))
-            else:
-                outcomes.append(("skip", ["below value threshold: p_click x value per click <= cost"]))
-        return outcomes
+        return [
+            _outcome(decision, int(rule), float(p), float(c))
+            for rule, p, c in zip(first.tolist(), p_click.tolist(), cost.tolist(), strict=True)
+        ]
 
     def _record(
         self,
@@ -504,6 +494,18 @@ class Service:
         if flusher is not None:
             flusher.join()
         self.flush_decisions()
+
+
+def _outcome(decision: DecisionDef, first_rule: int, p_click: float, cost: float) -> tuple[str, list[str]]:
+    """Block when a rule holds (``first_rule`` >= 0), serve when the expected value beats the
+    cost, else skip; with the reasons."""
+    if first_rule >= 0:
+        rule = decision.block[first_rule]
+        why = "bot agent" if rule.feature == "is_bot_agent" else "bot-like history"
+        return "block", [f"{why}: {rule.feature} {rule.op} {rule.value}"]
+    if p_click * decision.value_per_click > cost:
+        return "serve", []
+    return "skip", ["below value threshold: p_click x value per click <= cost"]
 
 
 def _records_table(records: list[dict[str, Any]]) -> pa.Table:
