@@ -89,8 +89,8 @@ def prepare_run(feed: Feed, run: Run) -> None:
     """Build the cumulative sums reads of ``feed`` use on ``run`` now (on the updater's thread)
     rather than on the first read (tens of milliseconds for a run of millions of events)."""
     for agg in feed.aggs:
-        if agg.valid_column in run.values and agg.op != "distinct_count":
-            run.prefix(agg.valid_column)
+        if agg.op in ("count", "sum", "mean") and agg.valid_column in run.values:
+            run.prefix(agg.valid_column)  # counts of included rows
         if agg.op in ("sum", "mean"):
             masked_prefix(run, agg)
 
