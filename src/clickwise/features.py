@@ -68,6 +68,14 @@ class FeatureSet:
                 mapping = feature.key if feature.key is not None else {k: k for k in table.key}
                 event_fields = tuple(mapping[k] for k in table.key)
                 self._reads.setdefault((feature.table, event_fields), []).append(name)
+        fields: dict[str, None] = {}
+        for (_, key_fields), _names in self._reads.items():
+            fields.update(dict.fromkeys(key_fields))
+        for feature in pipeline.features.values():
+            if isinstance(feature, EventFeature) and feature.event is not None:
+                fields[feature.event] = None
+        self._inputs = list(fields)
+        self._needed = [EVENT_MS, *self._inputs]  # what every event must carry
 
     @property
     def names(self) -> list[str]:
@@ -75,18 +83,12 @@ class FeatureSet:
 
     def input_fields(self) -> list[str]:
         """Exposure fields the features read (besides the event time)."""
-        fields: dict[str, None] = {}
-        for (_, key_fields), _names in self._reads.items():
-            fields.update(dict.fromkeys(key_fields))
-        for feature in self.pipeline.features.values():
-            if isinstance(feature, EventFeature) and feature.event is not None:
-                fields[feature.event] = None
-        return list(fields)
+        return list(self._inputs)
 
     def compute(self, tables: Tables, events: pl.DataFrame) -> dict[str, pa.Array]:
         """Every feature for each event (rows of the exposure stream with ``_event_ms``), as of the
         event's own time."""
-        missing = [f for f in [EVENT_MS, *self.input_fields()] if f not in events.columns]
+        missing = [f for f in self._needed if f not in events.columns]
         if missing:
             raise FeatureError(f"the {self.exposure!r} events lack the fields {missing} the features read")
         as_of_ms = events.get_column(EVENT_MS).to_numpy().astype(np.int64, copy=False)
@@ -108,7 +110,7 @@ class FeatureSet:
     def compute_one(self, tables: Tables, event: Mapping[str, Any]) -> dict[str, Any]:
         """:meth:`compute` for one event given as a dict (typed and enriched, with ``_event_ms``):
         the same values as Python scalars, in the order of the pipeline's features."""
-        missing = [f for f in [EVENT_MS, *self.input_fields()] if f not in event]
+        missing = [f for f in self._needed if f not in event]
         if missing:
             raise FeatureError(f"the {self.exposure!r} event lacks the fields {missing} the features read")
         as_of_ms = int(event[EVENT_MS])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -11,6 +12,11 @@ from clickwise.spec.types import Definition, Duration, Name
 from clickwise.time import check_time_format, parse_instant_ms
 
 FieldType = Literal["string", "int", "float", "bool"]
+
+
+@cache
+def _instant_ms(text: str) -> int:
+    return parse_instant_ms(text)
 
 
 class FieldDef(Definition):
@@ -69,7 +75,7 @@ class TimeDef(Definition):
 
     @property
     def earliest_ms(self) -> int:
-        return parse_instant_ms(self.earliest)
+        return _instant_ms(self.earliest)  # read per record by validate_one: parse each text once
 
 
 class CsvDef(Definition):
