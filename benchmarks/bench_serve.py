@@ -289,6 +289,19 @@ class Load:
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
 
+    async def send(self, request: Request, connection: Conn, number: int, since: float) -> bool:
+        """Send one request and record its latency from ``since`` (loop time); True when it was a 200."""
+        loop = asyncio.get_running_loop()
+        try:
+            status, body = await request(connection, number)
+        except ConnectionError as exc:
+            self.fail(str(exc))
+            return False
+        self.latencies_ms.append((loop.time() - since) * 1000.0)
+        if status != 200:
+            self.fail(f"HTTP {status}: {body[:120]!r}")
+        return status == 200
+
     def fail(self, what: str) -> None:
         self.errors += 1
         self.first_error = self.first_error or what
@@ -332,14 +345,7 @@ async def open_loop(
             if loop.time() - moment > max_backlog_s:
                 load.abandoned += 1
                 continue
-            try:
-                status, body = await request(connection, number)
-            except ConnectionError as exc:
-                load.fail(str(exc))
-                continue
-            load.latencies_ms.append((loop.time() - moment) * 1000.0)
-            if status != 200:
-                load.fail(f"HTTP {status}: {body[:120]!r}")
+            await load.send(request, connection, number, moment)
         await connection.close()
 
     running = [asyncio.create_task(worker()) for _ in range(workers)]
@@ -369,16 +375,7 @@ async def closed_loop(
     async def worker() -> None:
         connection = connect()
         while loop.time() < stop:
-            sent = loop.time()
-            try:
-                status, body = await request(connection, next(counter))
-            except ConnectionError as exc:
-                load.fail(str(exc))
-                continue
-            load.latencies_ms.append((loop.time() - sent) * 1000.0)
-            if status != 200:
-                load.fail(f"HTTP {status}: {body[:120]!r}")
-            else:
+            if await load.send(request, connection, next(counter), loop.time()):
                 load.items += items
         await connection.close()
 
