@@ -68,9 +68,18 @@ class Root:
             raise StorageError(f"cannot write {self.url}/{relative}: {exc}") from exc
 
     def read_bytes(self, relative: str) -> bytes:
+        return bytes(self.read_buffer(relative))
+
+    def read_buffer(self, relative: str) -> pa.Buffer:
+        """A whole file as an Arrow buffer, without a copy into Python bytes (table state files are
+        hundreds of MB). A local file is memory-mapped: only the pages a reader touches are read.
+        For immutable files only (a mapped file must not be truncated while in use)."""
         try:
+            if self.is_local():
+                with pa.memory_map(self.path(relative)) as mapped:
+                    return mapped.read_buffer()  # the buffer keeps the mapping alive
             with self.fs.open_input_stream(self.path(relative)) as stream:
-                return bytes(stream.read())
+                return stream.read()
         except FileNotFoundError:
             raise
         except OSError as exc:

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from clickwise.errors import ClickwiseError
 from clickwise.events.deadletters import DeadLetterBatch, DeadLetters
 from clickwise.events.lake import Lake, partition_hour_ms
+from clickwise.memory import release_free_memory
 from clickwise.spec import Pipeline
 from clickwise.storage import Root
 from clickwise.tables.batch import Column, Pairs, evaluate_feed_batch, finish_ratios_batch
@@ -117,9 +118,11 @@ class Tables:
         for feed_name, paths in checkpoint.runs.items():
             tables._runs[feed_name] = [_load_run(root, path) for path in paths]
             tables._loaded[feed_name] = list(tables._runs[feed_name])
+            release_free_memory()  # each file's decoding buffers, before the next file's
         for stream, path in checkpoint.pending.items():
             tables._pending[stream] = pl.from_arrow(root.read_parquet([path]))  # type: ignore[assignment]
         tables._publish()
+        release_free_memory()  # decoding the run files left hundreds of MB free in the allocators
         return tables
 
     def _publish(self) -> None:
@@ -593,7 +596,7 @@ class Tables:
 
 def _load_run(root: Root, path: str) -> Run:
     try:
-        return Run.from_bytes(root.read_bytes(path), texts=_texts_loader(root, path))
+        return Run.from_bytes(root.read_buffer(path), texts=_texts_loader(root, path))
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise StateError(
             f"cannot read table state file {root.url}/{path} ({exc}); rebuild the tables from the lake "
@@ -602,7 +605,7 @@ def _load_run(root: Root, path: str) -> Run:
 
 
 def _texts_loader(root: Root, path: str) -> Callable[[], pa.Array]:
-    return lambda: read_key_texts(root.read_bytes(path))
+    return lambda: read_key_texts(root.read_buffer(path))
 
 
 def _split(text: str, fields: int) -> tuple[str, ...] | str | None:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from clickwise.tables.feeds import FIXED_POINT_SCALE, AggPlan, Feed, RatioPlan
+from clickwise.tables.point import distinct_in, first_valid_index, last_valid_index, locate
 from clickwise.tables.runs import Run
 from clickwise.tables.sketch import estimate_distinct
 
@@ -23,7 +24,7 @@ class _Plan:
     """Per-feed constants for reads: the distinct (window, hop) pairs and which one each
     aggregation uses (-1 for lifetime)."""
 
-    __slots__ = ("pairs", "slots", "aggs")
+    __slots__ = ("pairs", "slots", "aggs", "windows", "hops")
 
     def __init__(self, feed: Feed) -> None:
         pairs: list[tuple[int, int]] = []
@@ -39,6 +40,8 @@ class _Plan:
         self.pairs = pairs
         self.slots = slots
         self.aggs = feed.aggs
+        self.windows = np.array([w for w, _ in pairs], dtype=np.int64)
+        self.hops = np.array([h for _, h in pairs], dtype=np.int64)
 
 
 _PLANS: dict[int, _Plan] = {}
@@ -54,6 +57,8 @@ def _plan(feed: Feed) -> _Plan:
 def evaluate_feed(feed: Feed, runs: Sequence[Run], key_hash: int, as_of_ms: int) -> dict[str, Any]:
     """Every aggregation of ``feed`` for one key as of ``as_of_ms``."""
     plan = _plan(feed)
+    if len(runs) == 1:  # the common case after compaction: one compiled search, no partials
+        return _from_one_run(feed, plan, runs[0], key_hash, as_of_ms)
     slices = []
     for run in runs:
         lo, hi = run.key_slice(key_hash)
@@ -85,11 +90,26 @@ def evaluate_feed(feed: Feed, runs: Sequence[Run], key_hash: int, as_of_ms: int)
     return {agg.name: _finish(agg, partials[i], as_of_ms) for i, agg in enumerate(feed.aggs)}
 
 
+def _from_one_run(feed: Feed, plan: _Plan, run: Run, key_hash: int, as_of_ms: int) -> dict[str, Any]:
+    edges = np.empty(3 + len(plan.pairs), dtype=np.int64)
+    found = locate(
+        run.distinct, run.starts, run.event_ms, np.uint64(key_hash), as_of_ms, plan.windows, plan.hops, edges
+    )
+    if not found:
+        return {agg.name: _finish(agg, [], as_of_ms) for agg in feed.aggs}
+    positions = edges.tolist()
+    lo, end = positions[0], positions[2]
+    return {
+        agg.name: _single(agg, run, lo if slot < 0 else positions[3 + slot], end, as_of_ms)
+        for agg, slot in zip(feed.aggs, plan.slots, strict=True)
+    }
+
+
 def prepare_run(feed: Feed, run: Run) -> None:
     """Build the cumulative sums reads of ``feed`` use on ``run`` now (on the updater's thread)
     rather than on the first read (tens of milliseconds for a run of millions of events)."""
-    for agg in feed.aggs:
-        if agg.op in ("count", "sum", "mean") and agg.valid_column in run.values:
+    for agg in feed.aggs:  # (a sum needs no count of its rows: only a mean divides by it)
+        if agg.op in ("count", "mean") and agg.valid_column in run.values:
             run.prefix(agg.valid_column)  # counts of included rows
         if agg.op in ("sum", "mean"):
             masked_prefix(run, agg)
@@ -107,10 +127,23 @@ def _single(agg: AggPlan, run: Run, start: int, end: int, as_of_ms: int) -> Any:
         return int(prefix[end] - prefix[start])
     if start >= end:
         return _finish(agg, [], as_of_ms)
+    if op == "time_since_last":
+        valid = run.values.get(agg.valid_column)
+        index = end - 1 if valid is None else last_valid_index(valid, start, end)
+        return None if index < 0 else as_of_ms - int(run.event_ms[index])
+    if op in ("first", "last"):
+        return _first_or_last_one(agg, run, start, end, as_of_ms)
+    if op == "distinct_count":
+        count = distinct_in(run.values[agg.column], run.values[agg.valid_column], start, end, agg.exact_up_to)
+        if count >= 0:
+            return count  # above the exact bound (-1): the sketch of the general path
     if op in ("sum", "mean"):
         fixed = masked_prefix(run, agg)
-        counts = run.prefix(agg.valid_column)
-        return _finish(agg, [(int(fixed[end] - fixed[start]), int(counts[end] - counts[start]))], as_of_ms)
+        count = 0
+        if op == "mean":
+            counts = run.prefix(agg.valid_column)
+            count = int(counts[end] - counts[start])
+        return _finish(agg, [(int(fixed[end] - fixed[start]), count)], as_of_ms)
     return _finish(agg, [_partial(agg, run, start, end)], as_of_ms)
 
 
@@ -123,11 +156,12 @@ def _partial(agg: AggPlan, run: Run, start: int, end: int) -> Partial:
     if op == "time_since_last":
         if not has_mask:
             return int(run.event_ms[end - 1])
-        hits = np.flatnonzero(run.values[valid_name][start:end])
-        return int(run.event_ms[start + hits[-1]]) if len(hits) else None
+        index = last_valid_index(run.values[valid_name], start, end)
+        return int(run.event_ms[index]) if index >= 0 else None
     if op in ("sum", "mean"):
         fixed = masked_prefix(run, agg)
-        return int(fixed[end] - fixed[start]), _count(run, valid_name, start, end)
+        count = _count(run, valid_name, start, end) if op == "mean" else 0  # a sum ignores its count
+        return int(fixed[end] - fixed[start]), count
     mask = run.values[valid_name][start:end]
     values = run.values[agg.column][start:end]
     if op == "distinct_count":
@@ -155,6 +189,20 @@ def masked_prefix(run: Run, agg: AggPlan) -> np.ndarray:
         np.cumsum(data, out=cached[1:], dtype=np.int64)
         run._prefix[name] = cached
     return cached
+
+
+def _first_or_last_one(agg: AggPlan, run: Run, start: int, end: int, as_of_ms: int) -> Any:
+    """The first/last value of rows ``[start, end)`` of one run: the row itself unless another row
+    of the same moment is beside it (then the general path breaks the tie)."""
+    valid = run.values[agg.valid_column]
+    last = agg.op == "last"
+    index = last_valid_index(valid, start, end) if last else first_valid_index(valid, start, end)
+    if index < 0:
+        return None
+    neighbour = index - 1 if last else index + 1
+    if start <= neighbour < end and run.event_ms[neighbour] == run.event_ms[index]:
+        return _finish(agg, [_first_or_last(run, agg, start, end, valid[start:end])], as_of_ms)
+    return _py(run.decode(agg.column, run.values[agg.column][index]))
 
 
 def _first_or_last(run: Run, agg: AggPlan, start: int, end: int, mask: np.ndarray) -> Partial:

@@ -138,20 +138,21 @@ class Run:
         return len(first).to_bytes(8, "little") + first + second
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, texts: Callable[[], pa.Array] | None = None) -> Run:
+    def from_bytes(cls, data: bytes | pa.Buffer, *, texts: Callable[[], pa.Array] | None = None) -> Run:
         """A run from :meth:`to_bytes` output. With ``texts`` (a loader), key texts are not read
         now: only snapshots and key listings need them."""
-        size = int.from_bytes(data[:8], "little")
-        schema = pq.read_schema(pa.BufferReader(data[8 : 8 + size]))
+        events_part, keys_part = _parts(data)
+        schema = pq.read_schema(pa.BufferReader(events_part))
         texts_columns = [
             f.name
             for f in schema
             if f.name.startswith("v_") and (pa.types.is_string(f.type) or pa.types.is_dictionary(f.type))
         ]
-        events = pq.read_table(pa.BufferReader(data[8 : 8 + size]), read_dictionary=texts_columns)
-        keys = pq.read_table(pa.BufferReader(data[8 + size :]), columns=["hash", "count"])
+        events = pq.read_table(pa.BufferReader(events_part), read_dictionary=texts_columns)
+        keys = pq.read_table(pa.BufferReader(keys_part), columns=["hash", "count"])
         distinct = _to_numpy(keys.column("hash"))
         counts = _to_numpy(keys.column("count"))
+        del keys
         starts = starts_from_counts(counts)
         fixed = ("event_ms", "arrival_ms")
         values = {
@@ -168,10 +169,17 @@ class Run:
         return cls(event_ms, arrival, values, distinct, starts, key_texts, labels)
 
 
-def read_key_texts(data: bytes) -> pa.Array:
+def _parts(data: bytes | pa.Buffer) -> tuple[pa.Buffer, pa.Buffer]:
+    """The two Parquet files of a run file, as views of ``data`` (slicing bytes would copy)."""
+    buffer = pa.py_buffer(data) if isinstance(data, bytes) else data
+    size = int.from_bytes(buffer.slice(0, 8).to_pybytes(), "little")
+    return buffer.slice(8, size), buffer.slice(8 + size)
+
+
+def read_key_texts(data: bytes | pa.Buffer) -> pa.Array:
     """The key texts of a run file (one per distinct key, in hash order)."""
-    size = int.from_bytes(data[:8], "little")
-    return pq.read_table(pa.BufferReader(data[8 + size :]), columns=["text"]).column("text").combine_chunks()
+    keys_part = _parts(data)[1]
+    return pq.read_table(pa.BufferReader(keys_part), columns=["text"]).column("text").combine_chunks()
 
 
 def _parquet(table: pa.Table, *, dictionary: list[str], encodings: dict[str, str]) -> bytes:
@@ -193,14 +201,14 @@ def _codes_from_dictionary(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndar
     codes_parts, label_parts = [], []
     for chunk in column.chunks:
         label_parts.append(np.asarray(chunk.dictionary.to_pylist(), dtype=object))
-        codes_parts.append(chunk.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64))
+        codes_parts.append(chunk.indices.fill_null(0).to_numpy(zero_copy_only=False))
     labels = np.unique(np.concatenate(label_parts)) if label_parts else np.zeros(0, dtype=object)
-    codes = [
-        np.searchsorted(labels, part)[c] if len(part) else np.zeros(len(c), dtype=np.int64)
+    codes = [  # (in int32 throughout: these columns have tens of millions of rows)
+        np.searchsorted(labels, part).astype(np.int32)[c] if len(part) else np.zeros(len(c), dtype=np.int32)
         for part, c in zip(label_parts, codes_parts, strict=True)
     ]
-    joined = np.concatenate(codes) if codes else np.zeros(0, dtype=np.int64)
-    return joined.astype(np.int32), labels
+    joined = codes[0] if len(codes) == 1 else np.concatenate(codes) if codes else np.zeros(0, dtype=np.int32)
+    return joined.astype(np.int32, copy=False), labels
 
 
 def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
