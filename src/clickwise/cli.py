@@ -646,7 +646,8 @@ def run(
     ] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """The streaming loop: ingest new files from --watch folders, apply new lake events to the tables,
+    """The streaming loop: ingest new files from --watch folders and the streams' sources (Kafka
+    topics, folders or s3:// prefixes named in the pipeline), apply new lake events to the tables,
     repeat until SIGINT/SIGTERM (which finish the current pass and checkpoint)."""
 
     def body() -> None:
@@ -659,6 +660,10 @@ def run(
             if as_json:
                 _print_json(report)
                 continue
+            consumed = report["consumed"]
+            if consumed:
+                shown = ", ".join(f"{n:,} {s}" for s, n in consumed.items())
+                out.print(f"consumed from Kafka: {shown}", highlight=False, soft_wrap=True)
             if report["tables"]["files"] or report["ingested"]:
                 out.print(_describe_update(report["tables"]), highlight=False, soft_wrap=True)
             emitted = report["rows"]

@@ -1,7 +1,9 @@
 """The streaming loop: pick up new input files, store them in the lake, apply them to the tables.
 
 ``clickwise run`` calls :func:`run_loop`. Each pass ingests files that appeared in the watched
-folders (each file once: the lake's manifest knows it by content), then applies every new lake
+folders and the streams' ``prefix`` sources (each file once: the lake's manifest knows it by
+content) and what the streams' Kafka sources hold (each message once: positions are stored with
+the lake files, see :mod:`clickwise.events.kafka`), then applies every new lake
 event to the tables and checkpoints, then emits the training rows whose label window the new
 watermark closed (when the pipeline has a label). SIGINT or SIGTERM ends the loop after the current pass, so
 state is always left at a checkpoint.
@@ -11,18 +13,25 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict
 from types import FrameType
 from typing import Any
 
 from clickwise.dataset.stream import RowEmitter
 from clickwise.events import DeadLetters, Ingestor, Lake
+from clickwise.events.kafka import KafkaSource, kafka_groups
 from clickwise.events.readers import expand_inputs
 from clickwise.spec import Pipeline
+from clickwise.spec.streams import PrefixSourceDef
 from clickwise.storage import Root
 from clickwise.tables import Tables
 from clickwise.time import Clock, SystemClock, format_ms
+
+FIRST_FETCH_S = 2.0
+"""With ``once``, how long an empty broker source is polled before it counts as drained."""
 
 
 class _Stop:
@@ -63,30 +72,81 @@ def run_loop(
     tables = Tables.open(pipeline, root, clock=clock, rebuild=rebuild)
     emitter = RowEmitter(pipeline, root) if rows and pipeline.label is not None else None
     seen: set[tuple[str, int, int]] = set()
-    with _Stop() as stop:
+    folders: list[tuple[str, str | None]] = [(folder, None) for folder in watch]
+    for name, stream in pipeline.streams.items():
+        if isinstance(stream.source, PrefixSourceDef):
+            folders.append((stream.source.url, name))
+    sources = [
+        KafkaSource(pipeline, root, streams, ingestor=ingestor) for streams in kafka_groups(pipeline).values()
+    ]
+    with _Stop() as stop, ExitStack() as stack:
+        for source in sources:
+            stack.enter_context(source)
         while True:
-            ingested = _ingest_new(ingestor, watch, seen)
+            ingested = _ingest_new(ingestor, folders, seen)
+            consumed = _consume(sources, interval_ms / 1000, once=once, stop=stop.event)
             report = tables.catch_up()
             emitted = asdict(emitter.emit(tables)) if emitter is not None else None
-            yield {"ingested": ingested, "tables": asdict(report), "rows": emitted, "at_ms": clock.now_ms()}
-            if once or stop.event.wait(interval_ms / 1000):
+            yield {
+                "ingested": ingested,
+                "consumed": consumed,
+                "tables": asdict(report),
+                "rows": emitted,
+                "at_ms": clock.now_ms(),
+            }
+            if once or stop.event.is_set():
+                return
+            if not sources and stop.event.wait(interval_ms / 1000):  # (a broker's poll waits itself)
                 return
 
 
-def _ingest_new(ingestor: Ingestor, watch: Sequence[str], seen: set[tuple[str, int, int]]) -> dict[str, Any]:
-    """Ingest watched files not seen in this process (the manifest skips ones stored earlier)."""
-    if not watch:
-        return {}
-    fresh = []
-    for source in expand_inputs(watch, endpoint=ingestor.pipeline.storage.endpoint, allow_empty=True):
-        info = source.root.fs.get_file_info(source.root.path(source.relative))
-        identity = (source.display, int(info.size or 0), int(info.mtime_ns or 0))
-        if identity not in seen:
-            seen.add(identity)
-            fresh.append(source.display)
-    if not fresh:
-        return {}
-    return ingestor.ingest_files(fresh).as_dict()
+def _consume(
+    sources: Sequence[KafkaSource], seconds: float, *, once: bool, stop: threading.Event
+) -> dict[str, int]:
+    """Store what the brokers hold for up to ``seconds``. With ``once``: until a poll finds nothing,
+    but not before the first fetches had time to answer (high watermarks are not trusted: some
+    brokers report them wrongly)."""
+    accepted: dict[str, int] = {}
+    if not sources:
+        return accepted
+    started = time.monotonic()
+    deadline = started + seconds
+    while not stop.is_set():
+        found = 0
+        for source in sources:
+            wait = 0.5 if once else min(0.5, max(0.05, deadline - time.monotonic()))
+            batch = source.poll(timeout_s=wait)
+            found += batch.messages
+            for stream, counts in batch.streams.items():
+                accepted[stream] = accepted.get(stream, 0) + counts.accepted
+        if once:
+            if not found and time.monotonic() - started >= FIRST_FETCH_S:
+                break
+        elif time.monotonic() >= deadline:
+            break
+    return accepted
+
+
+def _ingest_new(
+    ingestor: Ingestor, folders: Sequence[tuple[str, str | None]], seen: set[tuple[str, int, int]]
+) -> dict[str, Any]:
+    """Ingest watched files not seen in this process (the manifest skips ones stored earlier);
+    a folder paired with a stream holds that stream's files."""
+    report: dict[str, Any] = {}
+    for folder, stream in folders:
+        fresh = []
+        for source in expand_inputs([folder], endpoint=ingestor.pipeline.storage.endpoint, allow_empty=True):
+            info = source.root.fs.get_file_info(source.root.path(source.relative))
+            identity = (source.display, int(info.size or 0), int(info.mtime_ns or 0))
+            if identity not in seen:
+                seen.add(identity)
+                fresh.append(source.display)
+        if fresh:
+            for name, counts in ingestor.ingest_files(fresh, stream=stream).as_dict().items():
+                total = report.setdefault(name, dict.fromkeys(counts, 0))
+                for key, value in counts.items():
+                    total[key] = total.get(key, 0) + value
+    return report
 
 
 def describe_status(pipeline: Pipeline, root: Root) -> dict[str, Any]:

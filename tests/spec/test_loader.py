@@ -172,3 +172,33 @@ def test_json_schema_describes_the_file() -> None:
     json.dumps(schema)
     assert schema["title"] == "clickwise pipeline"
     assert {"streams", "tables", "features", "label", "model", "decision"} <= set(schema["properties"])
+
+
+def test_extends_merges_mappings_into_the_base_file(tmp_path: Path) -> None:
+    child = tmp_path / "kafka.yaml"
+    child.write_text(
+        f"extends: {ADCLICK.resolve()}\n"
+        "description: from Kafka\n"
+        "streams:\n  clicks:\n    source: {kind: kafka, topic: clicks-v2, max_messages: 10}\n"
+    )
+    base = load_pipeline(ADCLICK)
+    pipeline = load_pipeline(child)
+    assert pipeline.description == "from Kafka"
+    assert pipeline.streams["clicks"].fields == base.streams["clicks"].fields  # merged, not replaced
+    source = pipeline.streams["clicks"].source
+    assert source is not None and source.kind == "kafka" and source.topic == "clicks-v2"  # type: ignore[union-attr]
+    assert pipeline.fingerprint() == base.fingerprint()  # where events come from defines no feature
+    assert (
+        load_pipeline(REPO / "examples" / "adclick" / "pipeline-kafka.yaml").fingerprint()
+        == base.fingerprint()
+    )
+
+
+def test_extends_names_a_missing_base_or_a_cycle(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(PipelineError, match="cycle"):
+        load_pipeline(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("extends: nowhere.yaml\n")
+    with pytest.raises(PipelineError, match="nowhere.yaml"):
+        load_pipeline(tmp_path / "c.yaml")

@@ -35,12 +35,15 @@ class DeadLetterBatch:
     fields: list[str | None] = field(default_factory=list)
     raws: list[str] = field(default_factory=list)
     rows: list[int] = field(default_factory=list)
+    origins: list[str | None] = field(default_factory=list)
+    """Per record, where it came from when that differs within a batch (topic/partition@offset)."""
 
-    def add(self, reason: str, field_name: str | None, raw: str, row: int) -> None:
+    def add(self, reason: str, field_name: str | None, raw: str, row: int, origin: str | None = None) -> None:
         self.reasons.append(reason)
         self.fields.append(field_name)
         self.raws.append(raw)
         self.rows.append(row)
+        self.origins.append(origin)
 
     def __len__(self) -> int:
         return len(self.reasons)
@@ -63,7 +66,7 @@ class DeadLetters:
                 "reason": batch.reasons,
                 "field": batch.fields,
                 "raw": batch.raws,
-                "source": [source] * len(batch),
+                "source": [origin or source for origin in batch.origins],
                 "row": batch.rows,
                 "_arrival_ms": [arrival_ms] * len(batch),
             },

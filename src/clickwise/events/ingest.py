@@ -126,14 +126,32 @@ class Ingestor:
         ``new_tag`` says the tag was never used (a fresh random one), so no leftovers of an
         interrupted write need looking for (which lists the stream's lake).
         """
+        chunk = RawChunk(table, 0, row_json_texts(table))
+        return self.ingest_chunk(chunk, stream, tag=tag, source=source, new_tag=new_tag)
+
+    def ingest_chunk(
+        self,
+        chunk: RawChunk,
+        stream: str,
+        *,
+        tag: str,
+        source: str,
+        new_tag: bool = False,
+        record: dict[str, object] | None = None,
+    ) -> StreamCounts:
+        """:meth:`ingest_table` for parsed input (a chunk of a reader, with its format rejects).
+
+        ``record`` is stored in the batch's manifest entry, which is written after the batch's lake
+        files: a broker consumer keeps its positions there, so they are durable exactly when the
+        events they cover are.
+        """
         counts = StreamCounts(inputs=1)
-        digest = f"batch-{tag}"
+        digest = batch_digest(tag)
         if self.lake.has_input(stream, digest):
             counts.skipped_inputs = 1
             return counts
         if not new_tag:
             self.lake.remove_tag(stream, tag)
-        chunk = RawChunk(table, 0, row_json_texts(table))
         files = self._ingest_chunk(chunk, stream, None, tag, counts, source_name=source)
         counts.files = list(files)
         self.lake.record_input(
@@ -145,6 +163,7 @@ class Ingestor:
                 **counts.as_dict(),
                 "ingested_ms": self.clock.now_ms(),
                 "files": files,
+                **(record or {}),
             },
         )
         return counts
@@ -162,7 +181,7 @@ class Ingestor:
         now_ms = self.clock.now_ms()
         dead = DeadLetterBatch()
         for reject in chunk.rejects:
-            dead.add(reject.reason, None, reject.raw, reject.row)
+            dead.add(reject.reason, None, reject.raw, reject.row, chunk.origin(reject.row))
         valid, rejected = validate(chunk.table, self.pipeline.streams[stream], now_ms=now_ms)
         if len(rejected.rows):
             rows = rejected.rows.tolist()
@@ -171,7 +190,7 @@ class Ingestor:
             for row, reason, field_name, raw in zip(
                 chunk.source_rows(rows), rejected.reasons, rejected.fields, chunk.raw_text(rows), strict=True
             ):
-                dead.add(reason, field_name, raw, row)
+                dead.add(reason, field_name, raw, row, chunk.origin(row))
         valid = self._dedup(valid, stream, counts)
         valid = self._enricher(stream).enrich_many(valid)
         files = self.lake.write(stream, valid, tag)
@@ -225,6 +244,11 @@ class Ingestor:
             f"{source.display}: cannot tell which stream this is (no file or folder named after one of "
             f"{sorted(self.pipeline.streams)}); pass --stream NAME"
         )
+
+
+def batch_digest(tag: str) -> str:
+    """The manifest name of an in-memory batch tagged ``tag``."""
+    return f"batch-{tag}"
 
 
 def _digest(source: InputFile, stream: str) -> str:

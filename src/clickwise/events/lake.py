@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import orjson
@@ -118,6 +119,14 @@ class Lake:
         self.root.write_bytes(
             self._manifest_path(stream, digest), orjson.dumps(entry, option=orjson.OPT_INDENT_2)
         )
+
+    def input_entry(self, stream: str, digest: str) -> dict[str, Any] | None:
+        """The manifest entry of one input, or None when it was never (completely) ingested."""
+        try:
+            entry: dict[str, Any] = orjson.loads(self.root.read_bytes(self._manifest_path(stream, digest)))
+        except FileNotFoundError:
+            return None
+        return entry
 
     def inputs(self, stream: str) -> list[dict[str, object]]:
         """The manifest entries of every input ingested into a stream."""

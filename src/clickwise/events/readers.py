@@ -51,6 +51,11 @@ class RawChunk:
     raw_text: Callable[[Sequence[int]], list[str]]
     rejects: list[FormatReject] = field(default_factory=list)
     row_numbers: list[int] | None = None  # the source row of each table row, when not first_row + i
+    origins: Sequence[str] | None = None  # per source row, where it came from (topic/partition@offset)
+
+    def origin(self, row: int) -> str | None:
+        """Where source row ``row`` came from, when the chunk's rows come from several places."""
+        return None if self.origins is None else self.origins[row - self.first_row]
 
     def source_rows(self, rows: Sequence[int]) -> list[int]:
         """Row numbers in the source file of some rows of ``table``."""
@@ -192,7 +197,7 @@ def _json_chunks(source: InputFile, stream: StreamDef) -> Iterator[RawChunk]:
 
     Blank lines are skipped; row numbers count the non-blank lines.
     """
-    schema = _json_schema(stream)
+    schema = stream_json_schema(stream)
     row = 0
     with source.open() as handle:
         carry = b""
@@ -207,14 +212,15 @@ def _json_chunks(source: InputFile, stream: StreamDef) -> Iterator[RawChunk]:
             else:
                 block, carry = carry, b""
             if block.strip():
-                chunk = _json_block(block, schema, row)
+                chunk = json_block(block, schema, row)
                 row += chunk.table.num_rows + len(chunk.rejects)
                 yield chunk
             if not data:
                 break
 
 
-def _json_schema(stream: StreamDef) -> pa.Schema:
+def stream_json_schema(stream: StreamDef) -> pa.Schema:
+    """The Arrow schema JSON records of a stream are parsed with (input field names)."""
     arrow = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
     fields = []
     for name, spec in stream.fields.items():
@@ -225,7 +231,8 @@ def _json_schema(stream: StreamDef) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _json_block(block: bytes, schema: pa.Schema, first_row: int) -> RawChunk:
+def json_block(block: bytes, schema: pa.Schema, first_row: int) -> RawChunk:
+    """Parse whole JSON lines (no blank ones): one Arrow parse, or line by line when some are bad."""
     try:
         table = pajson.read_json(
             pa.BufferReader(block),

@@ -47,11 +47,25 @@ def load_pipeline(path: str | Path) -> Pipeline:
         raise PipelineError(f"{file}: no such pipeline file; pass one with -p/--pipeline") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PipelineError(f"{file}: cannot read the pipeline file: {exc}") from exc
-    return parse_pipeline(text, source=str(file))
+    return parse_pipeline(
+        text, source=str(file), folder=file.resolve().parent
+    )  # (links: the target's folder)
 
 
-def parse_pipeline(text: str, *, source: str = "<pipeline>") -> Pipeline:
-    """Validate pipeline text (YAML or JSON). ``source`` names it in error messages."""
+def parse_pipeline(text: str, *, source: str = "<pipeline>", folder: Path | None = None) -> Pipeline:
+    """Validate pipeline text (YAML or JSON). ``source`` names it in error messages.
+
+    ``extends: OTHER.yaml`` (relative to ``folder``, the file's own folder) starts from another
+    pipeline file: mappings of this one are merged into it key by key, anything else replaces.
+    """
+    data = _read_mapping(text, source, folder, seen=())
+    try:
+        return Pipeline.model_validate(data)
+    except ValidationError as exc:
+        raise PipelineError(_describe(exc, data, source)) from exc
+
+
+def _read_mapping(text: str, source: str, folder: Path | None, seen: tuple[Path, ...]) -> dict[str, Any]:
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -60,10 +74,30 @@ def parse_pipeline(text: str, *, source: str = "<pipeline>") -> Pipeline:
         raise PipelineError(
             f"{source}: the top level must be a mapping with 'name' and 'streams', got {data!r:.80}"
         )
+    base_name = data.pop("extends", None)
+    if base_name is None:
+        return data
+    if not isinstance(base_name, str) or folder is None:
+        raise PipelineError(f"{source}: extends: give the path of another pipeline file, got {base_name!r}")
+    base_file = (folder / base_name).resolve()
+    if base_file in seen:
+        raise PipelineError(f"{source}: extends: {base_name} extends this file again (a cycle)")
     try:
-        return Pipeline.model_validate(data)
-    except ValidationError as exc:
-        raise PipelineError(_describe(exc, data, source)) from exc
+        base_text = base_file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PipelineError(f"{source}: extends: cannot read {base_file}: {exc}") from exc
+    base = _read_mapping(base_text, str(base_file), base_file.parent, (*seen, base_file))
+    return _merged(base, data)
+
+
+def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    result = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _merged(result[key], value)
+        else:
+            result[key] = value
+    return result
 
 
 def _describe(exc: ValidationError, data: dict[str, Any], source: str) -> str:

@@ -98,12 +98,15 @@ class Pipeline(Definition):
     def fingerprint(self) -> str:
         """A stable digest of everything that defines features and labels.
 
-        Streams, enrichments, tables, features and the label count; descriptions, storage, the
-        model's parameters and the decision policy do not. A model records the fingerprint of the
-        pipeline it was trained with, so serving can refuse a model built on other features.
+        Streams, enrichments, tables, features and the label count; descriptions, storage, where
+        streams are read from, the model's parameters and the decision policy do not. A model
+        records the fingerprint of the pipeline it was trained with, so serving can refuse a model
+        built on other features.
         """
         defining = self.model_dump(
-            mode="json", include={"streams", "enrichments", "tables", "features", "label"}
+            mode="json",
+            include={"streams", "enrichments", "tables", "features", "label"},
+            exclude={"streams": {"__all__": {"source"}}},
         )
         canonical = orjson.dumps(dump_for_fingerprint(defining), option=orjson.OPT_SORT_KEYS)
         return "sha256:" + hashlib.sha256(canonical).hexdigest()

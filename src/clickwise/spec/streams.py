@@ -110,6 +110,39 @@ class JoinDef(Definition):
     take: dict[Name, Name]
 
 
+class KafkaSourceDef(Definition):
+    """Read a stream from a Kafka topic (``clickwise run``).
+
+    Each message's value is one JSON record of the stream. ``bootstrap`` may name environment
+    variables (``${CLICKWISE_KAFKA}``), read when the consumer starts, so one pipeline file works
+    against any broker. Positions are stored with the lake files they produced (not only in the
+    consumer group), so the tables count each message once however often it is delivered.
+    ``start`` is where a partition without a stored position begins. With ``key_as_event_id``
+    the message key fills the stream's event id field when the record lacks it.
+    """
+
+    kind: Literal["kafka"]
+    topic: str = Field(min_length=1, max_length=249)
+    bootstrap: str = "${CLICKWISE_KAFKA}"
+    group: str = "clickwise"
+    start: Literal["earliest", "latest"] = "earliest"
+    key_as_event_id: bool = False
+    max_messages: Annotated[int, Field(ge=1, le=1_000_000)] = 50_000
+    """The most messages one poll reads (stored as one lake batch per stream)."""
+    options: dict[str, str | int | float | bool] = {}
+    """Extra librdkafka consumer settings (security, timeouts)."""
+
+
+class PrefixSourceDef(Definition):
+    """Ingest each new file under a folder or ``s3://bucket/prefix/`` once, as it appears."""
+
+    kind: Literal["prefix"]
+    url: str = Field(min_length=1)
+
+
+SourceDef = Annotated[KafkaSourceDef | PrefixSourceDef, Field(discriminator="kind")]
+
+
 class StreamDef(Definition):
     """An event stream: its record schema and how to read, identify and enrich its events.
 
@@ -127,6 +160,8 @@ class StreamDef(Definition):
     joins: list[JoinDef] = []
     csv: CsvDef = CsvDef()
     where: FilterDef | None = None
+    source: SourceDef | None = None
+    """Where ``clickwise run`` reads the stream from besides files it is given and HTTP."""
     description: str = ""
 
     @field_validator("fields", mode="before")

@@ -68,7 +68,13 @@ class Root:
             raise StorageError(f"cannot write {self.url}/{relative}: {exc}") from exc
 
     def read_bytes(self, relative: str) -> bytes:
-        return bytes(self.read_buffer(relative))
+        try:
+            with self.fs.open_input_stream(self.path(relative)) as stream:
+                return bytes(stream.read())
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.url}/{relative}: {exc}") from exc
 
     def read_buffer(self, relative: str) -> pa.Buffer:
         """A whole file as an Arrow buffer, without a copy into Python bytes (table state files are

@@ -1,0 +1,519 @@
+"""Kafka sources: streams' topics consumed into the lake, each message stored exactly once.
+
+Kafka delivers at least once, so the positions that matter are not the consumer group's: each
+batch of a stream is stored like an in-memory ingest (lake files, then a manifest entry naming
+them), and the manifest entry also holds the next offset of every partition the batch read. The
+entry is written last, so a batch's events and its positions become durable together. On start
+the consumer resumes from the newest batch entry of each stream; a batch interrupted before its
+entry is written is removed and read again. The tables then apply lake files exactly once
+(their checkpoint names the files applied), so a crash at any moment loses and repeats nothing.
+
+Offsets are also committed to the consumer group after each batch, so broker tools show the lag;
+clickwise never reads them back.
+
+Batch tags are ``kafka-<sequence>`` per stream; ``sources/kafka/<stream>.json`` caches the newest
+sequence and positions (a restart reads it, then any newer manifest entries).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from clickwise.errors import ClickwiseError
+from clickwise.events.ingest import Ingestor, StreamCounts, batch_digest
+from clickwise.events.readers import RawChunk, json_block, stream_json_schema
+from clickwise.spec import Pipeline
+from clickwise.spec.streams import KafkaSourceDef
+from clickwise.storage import Root
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer, Message
+
+TAG_PREFIX = "kafka-"
+LEDGER_DIR = "sources/kafka"
+METADATA_EVERY_S = 10.0
+"""How often the consumer looks for new partitions of its topics."""
+
+
+class SourceError(ClickwiseError):
+    """A source that cannot be read (broker unreachable, missing client library, bad settings)."""
+
+
+def expand_env(text: str) -> str:
+    """``${NAME}`` replaced by the environment variable NAME (an error when it is not set)."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        found = os.environ.get(name)
+        if found is None or not found.strip():
+            raise SourceError(
+                f"the pipeline reads Kafka bootstrap servers from ${{{name}}}, which is not set; "
+                f"export {name}=host:port"
+            )
+        return found.strip()
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", value, text)
+
+
+def kafka_groups(pipeline: Pipeline) -> dict[tuple[str, str], dict[str, KafkaSourceDef]]:
+    """The pipeline's Kafka-sourced streams, grouped by (bootstrap, group): one consumer each."""
+    groups: dict[tuple[str, str], dict[str, KafkaSourceDef]] = {}
+    for name, stream in pipeline.streams.items():
+        source = stream.source
+        if isinstance(source, KafkaSourceDef):
+            groups.setdefault((source.bootstrap, source.group), {})[name] = source
+    return groups
+
+
+@dataclass
+class Ledger:
+    """One stream's consumed positions: the newest batch sequence and each partition's next offset."""
+
+    sequence: int = 0
+    positions: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> next offset
+
+    @staticmethod
+    def path(stream: str) -> str:
+        return f"{LEDGER_DIR}/{stream}.json"
+
+
+def load_ledger(ingestor: Ingestor, stream: str) -> Ledger:
+    """The positions of the newest stored batch (the cached ledger, then newer manifest entries)."""
+    root = ingestor.lake.root
+    ledger = Ledger()
+    if root.exists(Ledger.path(stream)):
+        raw = orjson.loads(root.read_bytes(Ledger.path(stream)))
+        ledger = Ledger(int(raw["sequence"]), {str(k): int(v) for k, v in raw["positions"].items()})
+    while True:
+        entry = ingestor.lake.input_entry(stream, batch_digest(batch_tag(ledger.sequence + 1)))
+        if entry is None:
+            return ledger
+        ledger.sequence += 1
+        ledger.positions.update({str(k): int(v) for k, v in entry["kafka_positions"].items()})
+
+
+def save_ledger(root: Root, stream: str, ledger: Ledger) -> None:
+    data = {"sequence": ledger.sequence, "positions": ledger.positions}
+    root.write_bytes(Ledger.path(stream), orjson.dumps(data, option=orjson.OPT_SORT_KEYS))
+
+
+def batch_tag(sequence: int) -> str:
+    return f"{TAG_PREFIX}{sequence:012d}"
+
+
+@dataclass
+class KafkaPass:
+    """What one :meth:`KafkaSource.poll` stored."""
+
+    messages: int = 0
+    streams: dict[str, StreamCounts] = field(default_factory=dict)
+    errors: int = 0
+
+    @property
+    def accepted(self) -> int:
+        return sum(c.accepted for c in self.streams.values())
+
+
+class _Origins(Sequence[str]):
+    """``topic/partition@offset`` of each message of a batch, built only for rejected ones."""
+
+    def __init__(self, messages: Sequence[Message]) -> None:
+        self._messages = messages
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        message = self._messages[index]
+        return f"kafka:{message.topic()}/{message.partition()}@{message.offset()}"
+
+
+class KafkaSource:
+    """Consumes the topics of some streams (one broker, one group) into the lake.
+
+    >>> source = KafkaSource(pipeline, root, streams)          # doctest: +SKIP
+    >>> source.start(); source.poll(); source.close()          # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        root: Root,
+        streams: Mapping[str, KafkaSourceDef],
+        *,
+        ingestor: Ingestor | None = None,
+    ) -> None:
+        if not streams:
+            raise SourceError("a Kafka source needs at least one stream")
+        self.pipeline = pipeline
+        self.root = root
+        self.ingestor = ingestor or Ingestor(pipeline, root)
+        self.streams = dict(streams)
+        self.by_topic = {definition.topic: name for name, definition in self.streams.items()}
+        first = next(iter(self.streams.values()))
+        self.bootstrap_text = first.bootstrap
+        self.group = first.group
+        self.max_messages = min(d.max_messages for d in self.streams.values())
+        self.ledgers: dict[str, Ledger] = {}
+        self._fresh: set[str] = set()  # streams whose next batch may have leftovers to remove
+        self._consumer: Consumer | None = None
+        self._assigned: set[tuple[str, int]] = set()
+        self._metadata_at = 0.0
+        self._recent: deque[tuple[float, int]] = deque()  # (time, events) of recent batches
+        self.dead_letters = 0
+        self.errors = 0
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect, read stored positions and assign every partition of the topics."""
+        try:
+            from confluent_kafka import Consumer
+        except ImportError as exc:  # pragma: no cover - depends on the installation
+            raise SourceError("Kafka sources need confluent-kafka: pip install 'clickwise[kafka]'") from exc
+        for stream in self.streams:
+            self.ledgers[stream] = load_ledger(self.ingestor, stream)
+            self._fresh.add(stream)
+        first = next(iter(self.streams.values()))
+        config: dict[str, Any] = {
+            "bootstrap.servers": expand_env(self.bootstrap_text),
+            "group.id": self.group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": first.start,
+            "enable.partition.eof": False,
+            "fetch.max.bytes": 64 << 20,
+            "queued.max.messages.kbytes": 256 << 10,
+            **{k: v for d in self.streams.values() for k, v in d.options.items()},
+        }
+        self._consumer = Consumer(config)
+        self._assign_new_partitions(wait_s=10.0)
+
+    def close(self) -> None:
+        """Cache the positions and leave the broker (stored batches are already durable)."""
+        for stream, ledger in self.ledgers.items():
+            if ledger.sequence:
+                save_ledger(self.root, stream, ledger)
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def __enter__(self) -> KafkaSource:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- consuming -----------------------------------------------------------------------------
+
+    def poll(self, timeout_s: float = 0.5) -> KafkaPass:
+        """Read up to ``max_messages`` (waiting at most ``timeout_s``) and store them, one batch per
+        stream, each with its positions."""
+        consumer = self._require()
+        if time.monotonic() - self._metadata_at > METADATA_EVERY_S:
+            self._assign_new_partitions(wait_s=2.0)
+        report = KafkaPass()
+        messages = consumer.consume(num_messages=self.max_messages, timeout=timeout_s)
+        by_stream: dict[str, list[Message]] = {}
+        for message in messages:
+            if message.error() is not None:
+                report.errors += 1
+                continue
+            stream = self.by_topic.get(str(message.topic()))
+            if stream is not None:
+                by_stream.setdefault(stream, []).append(message)
+        self.errors += report.errors
+        report.messages = len(messages) - report.errors
+        committed: list[tuple[str, int]] = []
+        for stream, batch in by_stream.items():
+            counts, positions = self._store(stream, batch)
+            report.streams[stream] = counts
+            self.dead_letters += counts.rejected
+            committed.extend(positions.items())
+        if committed:
+            self._commit_to_group(committed)
+            self._recent.append((time.monotonic(), report.messages))
+        return report
+
+    def _store(self, stream: str, batch: list[Message]) -> tuple[StreamCounts, dict[str, int]]:
+        ledger = self.ledgers[stream]
+        positions: dict[str, int] = {}
+        kept = []
+        for message in batch:
+            key = f"{message.topic()}:{message.partition()}"
+            offset = int(message.offset() or 0)
+            if offset < ledger.positions.get(key, 0):  # delivered again (a reassignment): stored already
+                continue
+            positions[key] = max(positions.get(key, 0), offset + 1)
+            kept.append(message)
+        if not kept:
+            return StreamCounts(), {}
+        definition = self.streams[stream]
+        chunk = message_chunk(kept, self.pipeline, stream, key_as_event_id=definition.key_as_event_id)
+        sequence = ledger.sequence + 1
+        counts = self.ingestor.ingest_chunk(
+            chunk,
+            stream,
+            tag=batch_tag(sequence),
+            source=f"kafka:{definition.topic}",
+            new_tag=stream not in self._fresh,
+            record={"kafka_positions": positions},
+        )
+        self._fresh.discard(stream)
+        ledger.sequence = sequence
+        ledger.positions.update(positions)
+        return counts, positions
+
+    def _commit_to_group(self, positions: Iterable[tuple[str, int]]) -> None:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        offsets = []
+        for key, offset in positions:
+            topic, partition = key.rsplit(":", 1)
+            offsets.append(TopicPartition(topic, int(partition), offset))
+        try:
+            self._require().commit(offsets=offsets, asynchronous=True)
+        except KafkaException:  # only the broker's view of the lag; clickwise keeps its own positions
+            self.errors += 1
+
+    def _assign_new_partitions(self, *, wait_s: float) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaException, TopicPartition
+
+        consumer = self._require()
+        self._metadata_at = time.monotonic()
+        new = []
+        deadline = time.monotonic() + wait_s
+        for topic, stream in self.by_topic.items():
+            try:
+                metadata = consumer.list_topics(topic, timeout=max(0.1, deadline - time.monotonic()))
+            except KafkaException as exc:
+                raise SourceError(
+                    f"cannot reach the Kafka broker at {expand_env(self.bootstrap_text)} for topic "
+                    f"{topic!r}: {exc}"
+                ) from exc
+            info = metadata.topics.get(topic)
+            if info is None or info.error is not None:
+                continue  # not created yet: looked for again later
+            start = OFFSET_BEGINNING if self.streams[stream].start == "earliest" else OFFSET_END
+            for partition in sorted(info.partitions):
+                if (topic, partition) in self._assigned:
+                    continue
+                stored = self.ledgers[stream].positions.get(f"{topic}:{partition}")
+                new.append(TopicPartition(topic, partition, stored if stored is not None else start))
+                self._assigned.add((topic, partition))
+        if new:
+            consumer.incremental_assign(new)
+
+    def _require(self) -> Consumer:
+        if self._consumer is None:
+            raise SourceError("the Kafka source is not started")
+        return self._consumer
+
+    # --- reporting -----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Positions, events/s over the last minute, dead letters and (broker-reported) lag."""
+        now = time.monotonic()
+        while self._recent and now - self._recent[0][0] > 60:
+            self._recent.popleft()
+        span = max(1.0, now - self._recent[0][0]) if self._recent else 60.0
+        return {
+            "kind": "kafka",
+            "bootstrap": self.bootstrap_text,
+            "group": self.group,
+            "streams": {
+                stream: {
+                    "topic": self.streams[stream].topic,
+                    "batches": ledger.sequence,
+                    "positions": dict(sorted(ledger.positions.items())),
+                    "lag": self._lag(ledger),
+                }
+                for stream, ledger in self.ledgers.items()
+            },
+            "events_per_s": sum(n for _, n in self._recent) / span,
+            "dead_letters": self.dead_letters,
+            "errors": self.errors,
+        }
+
+    def _lag(self, ledger: Ledger) -> int | None:
+        """Messages behind the partitions' high watermarks as the last fetches reported them (asking
+        the broker anew is slower, and some brokers, Tansu among them, answer it wrongly)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        total = 0
+        for key, offset in ledger.positions.items():
+            topic, partition = key.rsplit(":", 1)
+            try:
+                _, high = consumer.get_watermark_offsets(TopicPartition(topic, int(partition)), cached=True)
+            except KafkaException:
+                return None
+            if high < 0:  # not fetched yet
+                return None
+            total += max(0, int(high) - offset)
+        return total
+
+
+def message_chunk(
+    messages: Sequence[Message], pipeline: Pipeline, stream: str, *, key_as_event_id: bool = False
+) -> RawChunk:
+    """The records of a batch of messages, parsed like JSON lines (row i is message i)."""
+    definition = pipeline.streams[stream]
+    id_field = definition.source_name(definition.event_id) if definition.event_id else None
+    lines = []
+    for message in messages:
+        value = message.value() or b""
+        key = message.key()
+        if key_as_event_id and id_field is not None and key is not None:
+            value = _with_id(value, id_field, key if isinstance(key, bytes) else str(key).encode())
+        if b"\n" in value or not value.strip():
+            value = _one_line(value)
+        lines.append(value)
+    block = b"\n".join(lines) + b"\n"
+    chunk = json_block(block, stream_json_schema(definition), 0)
+    chunk.origins = _Origins(messages)
+    # a rejected record's text is the message as sent (not the one-line form parsed above)
+    chunk.raw_text = lambda rows: [
+        (messages[i].value() or b"").decode("utf-8", errors="replace") for i in chunk.source_rows(rows)
+    ]
+    return chunk
+
+
+def _one_line(value: bytes) -> bytes:
+    """A message as one JSON line (re-encoded when valid, else kept as text that fails to parse)."""
+    try:
+        return orjson.dumps(orjson.loads(value))
+    except orjson.JSONDecodeError:
+        return b'"' + value.replace(b"\n", b" ").replace(b'"', b"'") + b'"' if value.strip() else b'""'
+
+
+def _with_id(value: bytes, id_field: str, key: bytes) -> bytes:
+    try:
+        record = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return value
+    if isinstance(record, dict) and record.get(id_field) in (None, ""):
+        record[id_field] = key.decode("utf-8", errors="replace")
+        return orjson.dumps(record)
+    return value
+
+
+def produce_records(
+    producer: Any, topic: str, records: Iterable[Mapping[str, Any]], key_field: str | None = None
+) -> int:
+    """Send records as JSON messages (keyed by ``key_field`` when given); returns how many."""
+    sent = 0
+    for record in records:
+        key = record.get(key_field) if key_field else None
+        value = orjson.dumps(record)
+        while True:
+            try:
+                producer.produce(topic, value=value, key=None if key is None else str(key).encode())
+                break
+            except BufferError:  # the local queue is full: let deliveries drain
+                producer.poll(0.05)
+        sent += 1
+        if sent % 10_000 == 0:
+            producer.poll(0)
+    return sent
+
+
+def make_producer(bootstrap: str) -> Any:
+    """A producer tuned for throughput (batches of up to 1 MB, 20 ms linger, lz4)."""
+    try:
+        from confluent_kafka import Producer
+    except ImportError as exc:  # pragma: no cover
+        raise SourceError("Kafka needs confluent-kafka: pip install 'clickwise[kafka]'") from exc
+    return Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "batch.size": 1 << 20,
+            "queue.buffering.max.messages": 1_000_000,
+            "compression.type": "lz4",
+        }
+    )
+
+
+def create_topics(bootstrap: str, topics: Sequence[str], partitions: int) -> None:
+    """Create topics with ``partitions`` partitions (existing ones are left as they are)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics]
+    )
+    for topic, future in futures.items():
+        try:
+            future.result(timeout=30)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise SourceError(f"cannot create Kafka topic {topic!r}: {exc}") from exc
+
+
+@dataclass
+class SendSummary:
+    """What :func:`send_generated` produced."""
+
+    counts: dict[str, int]
+    seconds: float
+
+
+def send_generated(
+    bootstrap: str,
+    *,
+    users: int,
+    hours: float,
+    seed: int,
+    start_ms: int,
+    rate: float | None = None,
+    streams: Sequence[str] = ("impressions", "clicks", "predictions"),
+    partitions: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+) -> SendSummary:
+    """Generate traffic (the records :func:`clickwise.synth.generate` writes for the same
+    arguments) and produce each stream to the topic of its name, keyed by user, in arrival order.
+
+    ``rate`` caps events per second (all streams together); None sends as fast as the broker takes.
+    """
+    from clickwise.synth.stream import iter_windows, make_plan
+
+    create_topics(bootstrap, streams, partitions)
+    producer = make_producer(bootstrap)
+    plan = make_plan(users, hours, seed, start_ms, None)
+    counts = dict.fromkeys(streams, 0)
+    started = time.monotonic()
+    sent = 0
+    for window in iter_windows(plan):
+        for name, table in window.batches:
+            if name not in counts:
+                continue
+            for offset in range(0, table.num_rows, 10_000):
+                part = table.slice(offset, 10_000)
+                sent += produce_records(producer, name, part.to_pylist(), key_field="user_id")
+                counts[name] += part.num_rows
+                if rate:
+                    ahead = sent / rate - (time.monotonic() - started)
+                    if ahead > 0:
+                        producer.poll(0)
+                        time.sleep(ahead)
+        if progress is not None:
+            progress(window.index + 1, window.total)
+    remaining = producer.flush(120)
+    if remaining:
+        raise SourceError(f"{remaining:,} messages were not delivered to {bootstrap} within 120 s")
+    return SendSummary(counts, time.monotonic() - started)
