@@ -138,8 +138,16 @@ def schema() -> None:
 @app.command()
 def generate(
     out_dir: Annotated[
-        Path, typer.Option("--out", help="Folder to write impressions/, clicks/, predictions/, truth/.")
-    ],
+        Path | None,
+        typer.Option("--out", help="Folder to write impressions/, clicks/, predictions/, truth/."),
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            help="Send to a broker instead: kafka://HOST:PORT (each stream to the topic of its name)."
+        ),
+    ] = None,
+    rate: Annotated[float | None, typer.Option(help="With --to: events per second at most.", min=1)] = None,
     users: Annotated[int, typer.Option(help="Number of users.", min=1)] = 10_000,
     hours: Annotated[float, typer.Option(help="Hours of traffic.", min=0.01)] = 24.0,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 7,
@@ -149,15 +157,21 @@ def generate(
     fmt: Annotated[str, typer.Option("--format", help="parquet, jsonl or csv.")] = "parquet",
     as_json: JsonOpt = False,
 ) -> None:
-    """Write synthetic ad streams with ground truth (true click probabilities)."""
+    """Write synthetic ad streams with ground truth (true click probabilities), or send them to Kafka."""
 
     def body() -> None:
         from clickwise.synth import generate as run_generate
         from clickwise.time import format_ms, parse_instant_ms
 
+        if (out_dir is None) == (to is None):
+            raise ClickwiseError("give either --out FOLDER or --to kafka://HOST:PORT")
+        start_ms = parse_instant_ms(start)
+        if to is not None:
+            _send(to, rate=rate, users=users, hours=hours, seed=seed, start_ms=start_ms, as_json=as_json)
+            return
+        assert out_dir is not None
         if fmt not in ("parquet", "jsonl", "csv"):
             raise ClickwiseError(f"--format {fmt!r} is not one of parquet, jsonl, csv")
-        start_ms = parse_instant_ms(start)
         with _progress("generating", enabled=not as_json) as update:
             summary = run_generate(
                 out_dir,
@@ -176,6 +190,24 @@ def generate(
         out.print(f"wrote {shown} to {out_dir} (from {format_ms(start_ms)}, {hours:g} h, seed {seed})")
 
     _run(body)
+
+
+def _send(target: str, *, rate: float | None, as_json: bool, **plan: Any) -> None:
+    from clickwise.events.kafka import send_generated
+
+    if not target.startswith("kafka://") or not target.removeprefix("kafka://").strip("/"):
+        raise ClickwiseError(f"--to {target!r}: give kafka://HOST:PORT[,HOST:PORT...]")
+    bootstrap = target.removeprefix("kafka://").strip("/")
+    with _progress("sending", enabled=not as_json) as update:
+        summary = send_generated(bootstrap, rate=rate, progress=update, **plan)
+    if as_json:
+        _print_json({"to": target, "counts": summary.counts, "seconds": summary.seconds})
+        return
+    shown = ", ".join(f"{n:,} {s}" for s, n in summary.counts.items())
+    total = sum(summary.counts.values())
+    out.print(
+        f"sent {shown} to {target} in {summary.seconds:.1f} s ({total / summary.seconds:,.0f} events/s)"
+    )
 
 
 @app.command()
@@ -723,8 +755,12 @@ def serve(
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="No keys at all (local experiments only; never expose it).")
     ] = False,
+    sources: Annotated[
+        bool, typer.Option(help="Consume the streams' Kafka sources named in the pipeline file.")
+    ] = True,
 ) -> None:
-    """The HTTP service: POST events, GET features now or as of a moment, POST decisions."""
+    """The HTTP service: POST events, GET features now or as of a moment, POST decisions; it also
+    consumes the pipeline's Kafka sources (the tables see a message within a fraction of a second)."""
 
     def body() -> None:
         import gc
@@ -745,6 +781,8 @@ def serve(
             )
         keys = KeyStore.load(keys_file) if keys_file else None
         service = Service(p, r, models=models, model=model)
+        if sources:
+            service.start_sources()
         version = service.predictor.version if service.predictor else "none"
         err.print(
             f"clickwise serve: pipeline {p.name}, root {r.url}, model {version}, state loaded in "

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import pytest
 
@@ -160,3 +161,47 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(
             break
     assert _lake_counts(root_url, pipeline) == want
     _assert_same_tables(root_url, pipeline, reference)
+
+
+def test_the_service_consumes_kafka_and_answers_lookups_and_metrics(
+    tmp_path: Path, broker: TansuBroker
+) -> None:
+    from starlette.testclient import TestClient
+
+    from clickwise.serve import Service, Settings, build_asgi
+
+    topic = f"impressions_live_{random.randrange(10**9)}"
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(
+        f"extends: {example_path('adclick')}\nstreams:\n  impressions:\n"
+        f"    source: {{kind: kafka, topic: {topic}, bootstrap: '{broker.bootstrap}'}}\n"
+    )
+    service = Service(load_pipeline(path), open_root(str(tmp_path / "root")))
+    service.start_sources()
+    try:
+        producer = make_producer(broker.bootstrap)
+        now = int(time.time() * 1000)
+        for i in range(3):
+            record = {"impression_id": f"live-{i}", "user_id": "u-live", "campaign_id": "c1",
+                      "domain": "d.com", "ip": "8.8.8.8", "user_agent": "Mozilla/5.0", "cost": 0.5,
+                      "ts": now - 1000 + i}  # fmt: skip
+            producer.produce(topic, value=orjson.dumps(record), partition=0)
+        assert producer.flush(30) == 0
+        del producer
+        client = TestClient(build_asgi(service, Settings(keys=None)))
+        deadline = time.monotonic() + 20
+        seen = 0
+        while time.monotonic() < deadline:
+            seen = client.get("/v1/tables/user/u-live").json()["values"]["impressions_total"]
+            if seen == 3:
+                break
+            time.sleep(0.05)
+        assert seen == 3
+        metrics = client.get("/metrics").text
+        assert (
+            f'clickwise_source_position{{partition="0",stream="impressions",topic="{topic}"}} 3.0' in metrics
+        )
+        assert 'clickwise_source_events_total{stream="impressions"} 3.0' in metrics
+    finally:
+        service.close()
+    assert Lake(service.root, service.pipeline).count("impressions") == 3

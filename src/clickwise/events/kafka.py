@@ -172,6 +172,8 @@ class KafkaSource:
         self._recent: deque[tuple[float, int]] = deque()  # (time, events) of recent batches
         self.dead_letters = 0
         self.errors = 0
+        self._lags: dict[str, int | None] = {}
+        self._lag_at = 0.0
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -220,11 +222,23 @@ class KafkaSource:
     def poll(self, timeout_s: float = 0.5) -> KafkaPass:
         """Read up to ``max_messages`` (waiting at most ``timeout_s``) and store them, one batch per
         stream, each with its positions."""
+        return self.store(self.fetch(timeout_s))
+
+    def fetch(self, timeout_s: float = 0.5) -> list[Message]:
+        """Read up to ``max_messages``, waiting at most ``timeout_s`` (nothing is stored yet)."""
         consumer = self._require()
         if time.monotonic() - self._metadata_at > METADATA_EVERY_S:
             self._assign_new_partitions(wait_s=2.0)
+        messages = list(consumer.consume(num_messages=self.max_messages, timeout=timeout_s))
+        if time.monotonic() - self._lag_at > 1.0:  # (the consumer is not to be called from other threads)
+            self._lag_at = time.monotonic()
+            self._lags = {stream: self._lag(ledger) for stream, ledger in self.ledgers.items()}
+        return messages
+
+    def store(self, messages: Sequence[Message]) -> KafkaPass:
+        """Store fetched messages in the lake, one batch per stream, each with its positions (callers
+        that share the ingestor with other writers hold their lock around this)."""
         report = KafkaPass()
-        messages = consumer.consume(num_messages=self.max_messages, timeout=timeout_s)
         by_stream: dict[str, list[Message]] = {}
         for message in messages:
             if message.error() is not None:
@@ -323,7 +337,8 @@ class KafkaSource:
     # --- reporting -----------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """Positions, events/s over the last minute, dead letters and (broker-reported) lag."""
+        """Positions, events/s over the last minute, dead letters and (broker-reported) lag, as of
+        the last fetch (safe to call from any thread)."""
         now = time.monotonic()
         while self._recent and now - self._recent[0][0] > 60:
             self._recent.popleft()
@@ -336,8 +351,8 @@ class KafkaSource:
                 stream: {
                     "topic": self.streams[stream].topic,
                     "batches": ledger.sequence,
-                    "positions": dict(sorted(ledger.positions.items())),
-                    "lag": self._lag(ledger),
+                    "positions": dict(sorted(dict(ledger.positions).items())),  # (a copy: threads)
+                    "lag": self._lags.get(stream),
                 }
                 for stream, ledger in self.ledgers.items()
             },
@@ -431,8 +446,8 @@ def produce_records(
     return sent
 
 
-def make_producer(bootstrap: str) -> Any:
-    """A producer tuned for throughput (batches of up to 1 MB, 20 ms linger, lz4)."""
+def make_producer(bootstrap: str, compression: str = "lz4") -> Any:
+    """A producer tuned for throughput (batches of up to 1 MB, 20 ms linger, lz4 by default)."""
     try:
         from confluent_kafka import Producer
     except ImportError as exc:  # pragma: no cover
@@ -443,7 +458,7 @@ def make_producer(bootstrap: str) -> Any:
             "linger.ms": 20,
             "batch.size": 1 << 20,
             "queue.buffering.max.messages": 1_000_000,
-            "compression.type": "lz4",
+            "compression.type": compression,
         }
     )
 
@@ -483,6 +498,7 @@ def send_generated(
     rate: float | None = None,
     streams: Sequence[str] = ("impressions", "clicks", "predictions"),
     partitions: int = 4,
+    compression: str = "lz4",
     progress: Callable[[int, int], None] | None = None,
 ) -> SendSummary:
     """Generate traffic (the records :func:`clickwise.synth.generate` writes for the same
@@ -493,7 +509,7 @@ def send_generated(
     from clickwise.synth.stream import iter_windows, make_plan
 
     create_topics(bootstrap, streams, partitions)
-    producer = make_producer(bootstrap)
+    producer = make_producer(bootstrap, compression)
     plan = make_plan(users, hours, seed, start_ms, None)
     counts = dict.fromkeys(streams, 0)
     started = time.monotonic()

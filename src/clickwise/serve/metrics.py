@@ -46,6 +46,28 @@ class Metrics:
             "clickwise_late_events", "Events applied behind the watermark.", registry=self.registry
         )
 
+        self.source_position = Gauge(
+            "clickwise_source_position",
+            "Next offset to store, by stream, topic and partition.",
+            ["stream", "topic", "partition"],
+            registry=self.registry,
+        )
+        self.source_lag = Gauge(
+            "clickwise_source_lag", "Messages behind the broker (as it reports them).", ["stream"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.source_rate = Gauge(
+            "clickwise_source_events_per_second", "Events stored from sources over the last minute.",
+            registry=self.registry,
+        )  # fmt: skip
+        self.source_dead = Gauge(
+            "clickwise_source_dead_letters", "Source messages sent to dead letters.", registry=self.registry
+        )
+        self.consumed = Gauge(
+            "clickwise_source_events_total", "Events stored from sources, by stream.", ["stream"],
+            registry=self.registry,
+        )  # fmt: skip
+
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.latency.labels(route, method, str(status)).observe(seconds)
 
@@ -62,4 +84,17 @@ class Metrics:
         if watermark is not None:
             self.watermark.set(watermark)
         self.late.set(counters.get("late_events", 0))
+        statuses = self.service.source_status()
+        if statuses:
+            self.source_rate.set(sum(status["events_per_s"] for status in statuses))
+            self.source_dead.set(sum(status["dead_letters"] for status in statuses))
+        for status in statuses:
+            for stream, state in status["streams"].items():
+                for key, offset in state["positions"].items():
+                    topic, partition = key.rsplit(":", 1)
+                    self.source_position.labels(stream, topic, partition).set(offset)
+                if state["lag"] is not None:
+                    self.source_lag.labels(stream).set(state["lag"])
+        for stream, count in self.service.consumed.items():
+            self.consumed.labels(stream).set(count)
         return generate_latest(self.registry)

@@ -24,6 +24,7 @@ import pyarrow as pa
 from clickwise.enrich.apply import Enricher
 from clickwise.errors import ClickwiseError
 from clickwise.events import Ingestor
+from clickwise.events.kafka import KafkaSource, kafka_groups
 from clickwise.events.validate import EVENT_MS, validate, validate_one
 from clickwise.features import FeatureSet
 from clickwise.model import Predictor, list_versions, resolve
@@ -41,6 +42,7 @@ MAX_KEY_LENGTH = 1024
 DECISION_LOG = "decisions"
 LOG_FLUSH_ROWS = 20_000
 CHECKPOINT_SECONDS = 10.0  # table state written at most this often (and at shutdown)
+SOURCE_POLL_SECONDS = 0.05  # a Kafka source's longest wait for messages (bounds their delay)
 ONE_BY_ONE = 8  # up to this many opportunities a request, each is decided on its own (no columns)
 _LOG_TYPES = {"int": pa.int64(), "float": pa.float64(), "string": pa.string(), "bool": pa.bool_()}
 
@@ -90,6 +92,10 @@ class Service:
         self._checkpointed = time.monotonic()
         self._unapplied: dict[str, list[str]] = {}  # lake files written, not yet in the tables
         self._written = 0  # ingest batches written to the lake
+        self.sources: list[KafkaSource] = []
+        self.consumed: dict[str, int] = {}  # events stored from sources, by stream
+        self._consumer_thread: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._applied = 0  # ... and applied to the tables
         self.tables = Tables.open(pipeline, root, clock=self.clock)
         self.tables.catch_up()
@@ -154,11 +160,22 @@ class Service:
             counts = self.ingestor.ingest_table(
                 table, stream, tag=f"http-{uuid.uuid4().hex}", source="http", new_tag=True
             )
-            self._unapplied.setdefault(stream, []).extend(counts.files)
-            self._written += 1
-            mine = self._written
+            mine = self._note_written({stream: counts.files})
+        watermark = self._apply_upto(mine)
+        errors = [{"index": row, "field": field, "reason": reason} for row, reason, field in counts.problems]
+        return IngestResult(counts.accepted, counts.rejected, counts.duplicates, errors, watermark)
+
+    def _note_written(self, files: dict[str, list[str]]) -> int:
+        """Remember lake files to apply (under the write lock); returns the write's number."""
+        for stream, paths in files.items():
+            self._unapplied.setdefault(stream, []).extend(paths)
+        self._written += 1
+        return self._written
+
+    def _apply_upto(self, mine: int) -> int | None:
+        """Apply every written lake file up to write ``mine`` (and any later ones); the watermark."""
         with self._apply_lock:
-            if self._applied < mine:  # no other request applied this one's files yet: apply all
+            if self._applied < mine:  # no other writer applied this one's files yet: apply all
                 with self._write_lock:
                     files, self._unapplied = self._unapplied, {}
                     upto = self._written
@@ -169,9 +186,40 @@ class Service:
                 if time.monotonic() - self._checkpointed >= CHECKPOINT_SECONDS:
                     self.tables.checkpoint()
                     self._checkpointed = time.monotonic()
-            watermark = self.tables.watermark_ms
-        errors = [{"index": row, "field": field, "reason": reason} for row, reason, field in counts.problems]
-        return IngestResult(counts.accepted, counts.rejected, counts.duplicates, errors, watermark)
+            return self.tables.watermark_ms
+
+    def start_sources(self) -> None:
+        """Consume the pipeline's Kafka sources on a background thread (stored and applied like
+        HTTP batches; stopped by :meth:`close`)."""
+        if self._consumer_thread is not None:
+            return
+        self.sources = [
+            KafkaSource(self.pipeline, self.root, streams, ingestor=self.ingestor)
+            for streams in kafka_groups(self.pipeline).values()
+        ]
+        for source in self.sources:
+            source.start()
+        if self.sources:
+            self._consumer_thread = threading.Thread(target=self._consume, name="kafka", daemon=True)
+            self._consumer_thread.start()
+
+    def _consume(self) -> None:
+        self._ids_loading.join()
+        while not self._stopping.is_set():
+            for source in self.sources:
+                messages = source.fetch(timeout_s=SOURCE_POLL_SECONDS)
+                if not messages:
+                    continue
+                with self._write_lock:
+                    report = source.store(messages)
+                    mine = self._note_written({s: c.files for s, c in report.streams.items()})
+                for stream, counts in report.streams.items():
+                    self.consumed[stream] = self.consumed.get(stream, 0) + counts.accepted
+                self._apply_upto(mine)
+
+    def source_status(self) -> list[dict[str, Any]]:
+        """Each source's positions, lag, events/s over the last minute and dead letters."""
+        return [source.status() for source in self.sources]
 
     # --- reads ------------------------------------------------------------------------------------
 
@@ -488,6 +536,12 @@ class Service:
 
     def close(self) -> None:
         """Make everything durable: the table state and the decision log."""
+        self._stopping.set()
+        if self._consumer_thread is not None:
+            self._consumer_thread.join()
+            self._consumer_thread = None
+        for source in self.sources:
+            source.close()
         with self._apply_lock:
             self.tables.checkpoint()
         flusher = self._flusher

