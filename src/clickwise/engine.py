@@ -22,7 +22,7 @@ from typing import Any
 
 from clickwise.dataset.stream import RowEmitter
 from clickwise.events import DeadLetters, Ingestor, Lake
-from clickwise.events.kafka import KafkaSource, kafka_groups
+from clickwise.events.kafka import KafkaSource, describe_kafka, kafka_groups
 from clickwise.events.readers import expand_inputs
 from clickwise.spec import Pipeline
 from clickwise.spec.streams import PrefixSourceDef
@@ -158,6 +158,7 @@ def describe_status(pipeline: Pipeline, root: Root) -> dict[str, Any]:
         for name in pipeline.streams
     }
     tables = Tables.open(pipeline, root)
+    sources = describe_kafka(pipeline, root, now_ms=SystemClock().now_ms())
     counters = tables.counters()
     watermark = tables.watermark_ms
     runs = tables.run_counts()
@@ -169,9 +170,19 @@ def describe_status(pipeline: Pipeline, root: Root) -> dict[str, Any]:
         f"waiting for a join {tables.pending_count():,}",
         "runs per feed: " + (", ".join(f"{name} {count}" for name, count in runs.items()) or "-"),
     ]
+    for source in sources:
+        lag = source["lag"]
+        lag_text = "unknown (broker not reachable)" if lag is None else f"{lag:,} (as the broker reports it)"
+        positions = ", ".join(f"{k}@{v:,}" for k, v in source["positions"].items()) or "none yet"
+        rate = source["events_per_s_last_minute"]
+        summary.append(
+            f"source {source['stream']}: kafka topic {source['topic']}, {source['batches']:,} batches "
+            f"stored; positions {positions}; {rate:,.0f} events/s over the last minute; lag {lag_text}"
+        )
     return {
         "root": root.url,
         "streams": streams,
+        "sources": sources,
         "tables": {
             "watermark_ms": watermark,
             "counters": counters,

@@ -17,25 +17,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-import pyarrow as pa
 import pytest
 
-from clickwise.engine import run_loop
-from clickwise.events import DeadLetters, Ingestor, Lake
+from clickwise.engine import describe_status, run_loop
+from clickwise.events import DeadLetters, Lake
 from clickwise.events.kafka import make_producer, send_generated
 from clickwise.examples import example_path
-from clickwise.spec import Pipeline, load_pipeline
+from clickwise.spec import load_pipeline
 from clickwise.storage import open_root
-from clickwise.synth import generate
 from clickwise.tables import Tables
 
 pytest.importorskip("confluent_kafka")
+from integration_sources import HOURS, SEED, START_MS, STREAMS, USERS, assert_same_tables, lake_counts
+
 from clickwise.testing_kafka import TansuBroker  # noqa: E402
 
 pytestmark = pytest.mark.integration
-START_MS = 1_767_571_200_000  # 2026-01-05
-USERS, HOURS, SEED = 1_500, 2.0, 11
-STREAMS = ("impressions", "clicks", "predictions")
 
 
 @pytest.fixture(scope="module")
@@ -49,19 +46,6 @@ def produced(broker: TansuBroker) -> dict[str, int]:
     return send_generated(broker.bootstrap, users=USERS, hours=HOURS, seed=SEED, start_ms=START_MS).counts
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Tables:
-    """The same traffic from files, ingested and applied the ordinary way."""
-    folder = tmp_path_factory.mktemp("files")
-    generate(folder / "in", users=USERS, hours=HOURS, seed=SEED, start_ms=START_MS, fmt="jsonl")
-    pipeline = load_pipeline(example_path("adclick"))
-    root = open_root(str(folder / "root"))
-    Ingestor(pipeline, root).ingest_files([str(folder / "in" / s) for s in STREAMS])
-    tables = Tables.open(pipeline, root)
-    tables.catch_up()
-    return tables
-
-
 def _pipeline(folder: Path, bootstrap: str, max_messages: int) -> Path:
     """The example Kafka pipeline with small polls (many batches: many moments to crash in)."""
     path = folder / "pipeline.yaml"
@@ -71,28 +55,6 @@ def _pipeline(folder: Path, bootstrap: str, max_messages: int) -> Path:
     return path
 
 
-def _assert_same_tables(root_url: str, pipeline: Pipeline, reference: Tables) -> None:
-    tables = Tables.open(pipeline, open_root(root_url))
-    moment = reference.now_ms()
-    for name in pipeline.tables:
-        if name == "impression_country":
-            continue  # keyed by impression: as large as the lake, compared through the click tables
-        got = _sorted(tables.snapshot(name, moment))
-        want = _sorted(reference.snapshot(name, moment))
-        assert got.num_rows == want.num_rows > 0, name
-        assert got.equals(want), name
-
-
-def _sorted(table: pa.Table) -> pa.Table:
-    keys = [c for c in table.column_names if c.endswith("_id") or c == "country"]
-    return table.sort_by([(k, "ascending") for k in keys]) if keys else table
-
-
-def _lake_counts(root_url: str, pipeline: Pipeline) -> dict[str, int]:
-    lake = Lake(open_root(root_url), pipeline)
-    return {s: lake.count(s) for s in STREAMS}
-
-
 def test_kafka_to_tables_equals_files(
     tmp_path: Path, broker: TansuBroker, produced: dict[str, int], reference: Tables
 ) -> None:
@@ -100,13 +62,17 @@ def test_kafka_to_tables_equals_files(
     root = open_root(str(tmp_path / "root"))
     passes = list(run_loop(pipeline, root, once=True, rows=False))
     assert sum(sum(p["consumed"].values()) for p in passes) > 0
-    want = _lake_counts(reference.root.url, reference.pipeline)
+    want = lake_counts(reference.root.url, reference.pipeline)
     deadline = time.monotonic() + 60
-    while _lake_counts(root.url, pipeline) != want and time.monotonic() < deadline:
+    while lake_counts(root.url, pipeline) != want and time.monotonic() < deadline:
         list(run_loop(pipeline, root, once=True, rows=False))
-    assert _lake_counts(root.url, pipeline) == want
+    assert lake_counts(root.url, pipeline) == want
     assert sum(produced.values()) >= sum(want.values())  # the generator repeats a few clicks
-    _assert_same_tables(root.url, pipeline, reference)
+    assert_same_tables(root.url, pipeline, reference)
+    sources = {s["stream"]: s for s in describe_status(pipeline, root)["sources"]}
+    for stream in STREAMS:  # offsets start at 0: the next offsets add up to the messages read
+        assert sum(sources[stream]["positions"].values()) == produced[stream]
+        assert sources[stream]["lag"] is not None
 
 
 def test_bad_messages_go_to_dead_letters_with_their_position(tmp_path: Path, broker: TansuBroker) -> None:
@@ -153,14 +119,14 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(
             kills += 1
         process.wait(timeout=30)
     assert kills >= 2
-    want = _lake_counts(reference.root.url, reference.pipeline)
+    want = lake_counts(reference.root.url, reference.pipeline)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         subprocess.run([*command, "--once"], check=True, capture_output=True, timeout=120)
-        if _lake_counts(root_url, pipeline) == want:
+        if lake_counts(root_url, pipeline) == want:
             break
-    assert _lake_counts(root_url, pipeline) == want
-    _assert_same_tables(root_url, pipeline, reference)
+    assert lake_counts(root_url, pipeline) == want
+    assert_same_tables(root_url, pipeline, reference)
 
 
 def test_the_service_consumes_kafka_and_answers_lookups_and_metrics(
@@ -205,3 +171,37 @@ def test_the_service_consumes_kafka_and_answers_lookups_and_metrics(
     finally:
         service.close()
     assert Lake(service.root, service.pipeline).count("impressions") == 3
+
+
+def test_a_fresh_machine_with_only_an_s3_root_resumes_where_the_last_stopped(
+    tmp_path: Path, broker: TansuBroker, s3_bucket: str
+) -> None:
+    topic = f"predictions_s3_{random.randrange(10**9)}"
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(
+        f"extends: {example_path('adclick')}\nstreams:\n  predictions:\n"
+        f"    source: {{kind: kafka, topic: {topic}, bootstrap: '{broker.bootstrap}', max_messages: 7}}\n"
+    )
+    pipeline = load_pipeline(path)
+    producer = make_producer(broker.bootstrap)
+
+    def send(first: int, count: int) -> None:
+        for i in range(first, first + count):
+            record = {"user_id": f"u{i % 5}", "score": i / 100, "ts": START_MS + i * 1000}
+            producer.produce(topic, value=orjson.dumps(record), partition=i % 2)
+        assert producer.flush(30) == 0
+
+    def drain(expected: int) -> Tables:
+        root = open_root(f"s3://{s3_bucket}/state")  # a new process would see only this
+        deadline = time.monotonic() + 30
+        while Lake(root, pipeline).count("predictions") < expected and time.monotonic() < deadline:
+            list(run_loop(pipeline, root, once=True, rows=False))
+        assert Lake(root, pipeline).count("predictions") == expected
+        return Tables.open(pipeline, open_root(f"s3://{s3_bucket}/state"))
+
+    send(0, 30)
+    first = drain(30)
+    assert first.get_one("user", "u1", START_MS + 10**9)["segment_score_last"] == 0.26
+    send(30, 20)
+    second = drain(50)  # resumed from the positions stored on S3: nothing read twice
+    assert second.get_one("user", "u1", START_MS + 10**9)["segment_score_last"] == 0.46

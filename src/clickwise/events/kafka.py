@@ -29,6 +29,7 @@ import orjson
 
 from clickwise.errors import ClickwiseError
 from clickwise.events.ingest import Ingestor, StreamCounts, batch_digest
+from clickwise.events.lake import Lake
 from clickwise.events.readers import RawChunk, json_block, stream_json_schema
 from clickwise.spec import Pipeline
 from clickwise.spec.streams import KafkaSourceDef
@@ -85,15 +86,15 @@ class Ledger:
         return f"{LEDGER_DIR}/{stream}.json"
 
 
-def load_ledger(ingestor: Ingestor, stream: str) -> Ledger:
+def load_ledger(lake: Lake, stream: str) -> Ledger:
     """The positions of the newest stored batch (the cached ledger, then newer manifest entries)."""
-    root = ingestor.lake.root
+    root = lake.root
     ledger = Ledger()
     if root.exists(Ledger.path(stream)):
         raw = orjson.loads(root.read_bytes(Ledger.path(stream)))
         ledger = Ledger(int(raw["sequence"]), {str(k): int(v) for k, v in raw["positions"].items()})
     while True:
-        entry = ingestor.lake.input_entry(stream, batch_digest(batch_tag(ledger.sequence + 1)))
+        entry = lake.input_entry(stream, batch_digest(batch_tag(ledger.sequence + 1)))
         if entry is None:
             return ledger
         ledger.sequence += 1
@@ -184,7 +185,7 @@ class KafkaSource:
         except ImportError as exc:  # pragma: no cover - depends on the installation
             raise SourceError("Kafka sources need confluent-kafka: pip install 'clickwise[kafka]'") from exc
         for stream in self.streams:
-            self.ledgers[stream] = load_ledger(self.ingestor, stream)
+            self.ledgers[stream] = load_ledger(self.ingestor.lake, stream)
             self._fresh.add(stream)
         first = next(iter(self.streams.values()))
         config: dict[str, Any] = {
@@ -533,3 +534,59 @@ def send_generated(
     if remaining:
         raise SourceError(f"{remaining:,} messages were not delivered to {bootstrap} within 120 s")
     return SendSummary(counts, time.monotonic() - started)
+
+
+def describe_kafka(
+    pipeline: Pipeline, root: Root, *, now_ms: int, ask_broker: bool = True
+) -> list[dict[str, Any]]:
+    """What ``clickwise status`` shows of each Kafka-sourced stream, from the root alone (and the
+    broker's high watermarks for the lag when ``ask_broker`` and the broker answers)."""
+    lake = Lake(root, pipeline)
+    described = []
+    for (bootstrap, group), streams in kafka_groups(pipeline).items():
+        for stream, definition in streams.items():
+            ledger = load_ledger(lake, stream)
+            recent = 0
+            sequence = ledger.sequence
+            while sequence > 0:  # the batches stored in the last minute
+                entry = lake.input_entry(stream, batch_digest(batch_tag(sequence)))
+                if entry is None or int(entry.get("ingested_ms", 0)) < now_ms - 60_000:
+                    break
+                recent += int(entry.get("accepted", 0)) + int(entry.get("rejected", 0))
+                sequence -= 1
+            described.append(
+                {
+                    "stream": stream,
+                    "kind": "kafka",
+                    "topic": definition.topic,
+                    "group": group,
+                    "batches": ledger.sequence,
+                    "positions": dict(sorted(ledger.positions.items())),
+                    "events_per_s_last_minute": recent / 60,
+                    "lag": _broker_lag(bootstrap, ledger) if ask_broker and ledger.positions else None,
+                }
+            )
+    return described
+
+
+def _broker_lag(bootstrap_text: str, ledger: Ledger) -> int | None:
+    try:
+        from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+        bootstrap = expand_env(bootstrap_text)
+    except (ImportError, SourceError):
+        return None
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "clickwise-status", "socket.timeout.ms": 2000}
+    )
+    try:
+        total = 0
+        for key, offset in ledger.positions.items():
+            topic, partition = key.rsplit(":", 1)
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, int(partition)), timeout=2.0)
+            total += max(0, int(high) - offset)
+        return total
+    except KafkaException:
+        return None
+    finally:
+        consumer.close()
