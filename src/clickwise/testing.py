@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -62,3 +64,16 @@ def write_jsonl(path: Path, records: Iterable[Mapping[str, Any] | str]) -> Path:
 
 
 __all__ = ["SMALL_PIPELINE", "FixedClock", "small_pipeline", "write_jsonl"]
+
+
+def register_module(name: str, path: Path) -> None:
+    """Make the file ``path`` importable as ``name`` (once). Test folders run without packages
+    (pytest's ``--import-mode=importlib``), so their helper files are registered under names no
+    other folder's helper can take."""
+    if name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)

@@ -4,8 +4,6 @@ pytest runs with ``--import-mode=importlib``)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,14 +14,9 @@ from clickwise.spec import load_pipeline
 from clickwise.storage import open_root
 from clickwise.synth import generate
 from clickwise.tables import Tables
+from clickwise.testing import register_module
 
-_NAME = "integration_sources"
-if _NAME not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(_NAME, Path(__file__).with_name("sources.py"))
-    assert _spec is not None and _spec.loader is not None
-    _module = importlib.util.module_from_spec(_spec)
-    sys.modules[_NAME] = _module
-    _spec.loader.exec_module(_module)
+register_module("integration_sources", Path(__file__).with_name("sources.py"))
 
 from integration_sources import HOURS, SEED, START_MS, STREAMS, USERS  # noqa: E402
 

@@ -6,15 +6,8 @@ under a name no other folder's helper can take.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
-_NAME = "tables_oracle"
+from clickwise.testing import register_module
 
-if _NAME not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(_NAME, Path(__file__).with_name("oracle.py"))
-    assert _spec is not None and _spec.loader is not None
-    _module = importlib.util.module_from_spec(_spec)
-    sys.modules[_NAME] = _module
-    _spec.loader.exec_module(_module)
+register_module("tables_oracle", Path(__file__).with_name("oracle.py"))
