@@ -11,8 +11,7 @@ entry is written is removed and read again. The tables then apply lake files exa
 Offsets are also committed to the consumer group after each batch, so broker tools show the lag;
 clickwise never reads them back.
 
-Batch tags are ``kafka-<sequence>`` per stream; ``sources/kafka/<stream>.json`` caches the newest
-sequence and positions (a restart reads it, then any newer manifest entries).
+Positions are next offsets by ``topic:partition`` (see :mod:`clickwise.events.positions`).
 """
 
 from __future__ import annotations
@@ -28,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from clickwise.errors import ClickwiseError
-from clickwise.events.ingest import Ingestor, StreamCounts, batch_digest
+from clickwise.events.ingest import Ingestor, StreamCounts
 from clickwise.events.lake import Lake
+from clickwise.events.positions import Ledger, load_ledger, recent_events, save_ledger
 from clickwise.events.readers import RawChunk, json_block, stream_json_schema
 from clickwise.spec import Pipeline
 from clickwise.spec.streams import KafkaSourceDef
@@ -38,8 +38,7 @@ from clickwise.storage import Root
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, Message
 
-TAG_PREFIX = "kafka-"
-LEDGER_DIR = "sources/kafka"
+KIND = "kafka"
 METADATA_EVERY_S = 10.0
 """How often the consumer looks for new partitions of its topics."""
 
@@ -72,42 +71,6 @@ def kafka_groups(pipeline: Pipeline) -> dict[tuple[str, str], dict[str, KafkaSou
         if isinstance(source, KafkaSourceDef):
             groups.setdefault((source.bootstrap, source.group), {})[name] = source
     return groups
-
-
-@dataclass
-class Ledger:
-    """One stream's consumed positions: the newest batch sequence and each partition's next offset."""
-
-    sequence: int = 0
-    positions: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> next offset
-
-    @staticmethod
-    def path(stream: str) -> str:
-        return f"{LEDGER_DIR}/{stream}.json"
-
-
-def load_ledger(lake: Lake, stream: str) -> Ledger:
-    """The positions of the newest stored batch (the cached ledger, then newer manifest entries)."""
-    root = lake.root
-    ledger = Ledger()
-    if root.exists(Ledger.path(stream)):
-        raw = orjson.loads(root.read_bytes(Ledger.path(stream)))
-        ledger = Ledger(int(raw["sequence"]), {str(k): int(v) for k, v in raw["positions"].items()})
-    while True:
-        entry = lake.input_entry(stream, batch_digest(batch_tag(ledger.sequence + 1)))
-        if entry is None:
-            return ledger
-        ledger.sequence += 1
-        ledger.positions.update({str(k): int(v) for k, v in entry["kafka_positions"].items()})
-
-
-def save_ledger(root: Root, stream: str, ledger: Ledger) -> None:
-    data = {"sequence": ledger.sequence, "positions": ledger.positions}
-    root.write_bytes(Ledger.path(stream), orjson.dumps(data, option=orjson.OPT_SORT_KEYS))
-
-
-def batch_tag(sequence: int) -> str:
-    return f"{TAG_PREFIX}{sequence:012d}"
 
 
 @dataclass
@@ -185,7 +148,7 @@ class KafkaSource:
         except ImportError as exc:  # pragma: no cover - depends on the installation
             raise SourceError("Kafka sources need confluent-kafka: pip install 'clickwise[kafka]'") from exc
         for stream in self.streams:
-            self.ledgers[stream] = load_ledger(self.ingestor.lake, stream)
+            self.ledgers[stream] = load_ledger(self.ingestor.lake, stream, KIND)
             self._fresh.add(stream)
         first = next(iter(self.streams.values()))
         config: dict[str, Any] = {
@@ -280,10 +243,10 @@ class KafkaSource:
         counts = self.ingestor.ingest_chunk(
             chunk,
             stream,
-            tag=batch_tag(sequence),
+            tag=ledger.tag(sequence),
             source=f"kafka:{definition.topic}",
             new_tag=stream not in self._fresh,
-            record={"kafka_positions": positions},
+            record={ledger.entry_key: positions},
         )
         self._fresh.discard(stream)
         ledger.sequence = sequence
@@ -545,15 +508,8 @@ def describe_kafka(
     described = []
     for (bootstrap, group), streams in kafka_groups(pipeline).items():
         for stream, definition in streams.items():
-            ledger = load_ledger(lake, stream)
-            recent = 0
-            sequence = ledger.sequence
-            while sequence > 0:  # the batches stored in the last minute
-                entry = lake.input_entry(stream, batch_digest(batch_tag(sequence)))
-                if entry is None or int(entry.get("ingested_ms", 0)) < now_ms - 60_000:
-                    break
-                recent += int(entry.get("accepted", 0)) + int(entry.get("rejected", 0))
-                sequence -= 1
+            ledger = load_ledger(lake, stream, KIND)
+            recent = recent_events(lake, stream, ledger, now_ms - 60_000)
             described.append(
                 {
                     "stream": stream,

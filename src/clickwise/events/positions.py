@@ -1,0 +1,75 @@
+"""Where a broker source is in its streams, stored with the events it produced.
+
+Each poll of a source is stored per stream as one in-memory ingest tagged ``<kind>-<sequence>``;
+its manifest entry (written after its lake files) holds ``<kind>_positions``: the next position of
+every partition or shard the batch read. So events and positions become durable together. The
+newest positions are those of the latest entry; ``sources/<kind>/<stream>.json`` caches them (a
+restart reads the cache, then any newer entries).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from clickwise.events.ingest import batch_digest
+from clickwise.events.lake import Lake
+from clickwise.storage import Root
+
+
+@dataclass
+class Ledger:
+    """One stream's stored batches of one source kind: the newest sequence and the positions."""
+
+    kind: str
+    sequence: int = 0
+    positions: dict[str, Any] = field(default_factory=dict)  # partition or shard -> next position
+
+    def tag(self, sequence: int) -> str:
+        """The ingest tag (and lake file name part) of batch ``sequence``."""
+        return f"{self.kind}-{sequence:012d}"
+
+    @property
+    def entry_key(self) -> str:
+        """The manifest entry field holding a batch's positions."""
+        return f"{self.kind}_positions"
+
+
+def _cache_path(kind: str, stream: str) -> str:
+    return f"sources/{kind}/{stream}.json"
+
+
+def load_ledger(lake: Lake, stream: str, kind: str) -> Ledger:
+    """The positions of the newest stored batch of ``stream`` from sources of ``kind``."""
+    root = lake.root
+    ledger = Ledger(kind)
+    if root.exists(_cache_path(kind, stream)):
+        raw = orjson.loads(root.read_bytes(_cache_path(kind, stream)))
+        ledger.sequence, ledger.positions = int(raw["sequence"]), dict(raw["positions"])
+    while True:
+        entry = lake.input_entry(stream, batch_digest(ledger.tag(ledger.sequence + 1)))
+        if entry is None:
+            return ledger
+        ledger.sequence += 1
+        ledger.positions.update(entry[ledger.entry_key])
+
+
+def save_ledger(root: Root, stream: str, ledger: Ledger) -> None:
+    """Cache the newest positions (a speed-up for restarts; the manifest entries are the truth)."""
+    data = {"sequence": ledger.sequence, "positions": ledger.positions}
+    root.write_bytes(_cache_path(ledger.kind, stream), orjson.dumps(data, option=orjson.OPT_SORT_KEYS))
+
+
+def recent_events(lake: Lake, stream: str, ledger: Ledger, since_ms: int) -> int:
+    """Events (accepted or rejected) in the batches stored at or after ``since_ms``."""
+    total = 0
+    sequence = ledger.sequence
+    while sequence > 0:
+        entry = lake.input_entry(stream, batch_digest(ledger.tag(sequence)))
+        if entry is None or int(entry.get("ingested_ms", 0)) < since_ms:
+            break
+        total += int(entry.get("accepted", 0)) + int(entry.get("rejected", 0))
+        sequence -= 1
+    return total
