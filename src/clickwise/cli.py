@@ -7,6 +7,7 @@ line that says what to fix.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -193,13 +194,17 @@ def generate(
 
 
 def _send(target: str, *, rate: float | None, as_json: bool, **plan: Any) -> None:
-    from clickwise.events.kafka import send_generated
+    from clickwise.events import kafka, kinesis
 
-    if not target.startswith("kafka://") or not target.removeprefix("kafka://").strip("/"):
-        raise ClickwiseError(f"--to {target!r}: give kafka://HOST:PORT[,HOST:PORT...]")
-    bootstrap = target.removeprefix("kafka://").strip("/")
+    address = target.split("://", 1)[1].strip("/") if "://" in target else ""
+    if target.startswith("kafka://") and address:
+        send = functools.partial(kafka.send_generated, address)
+    elif target.startswith("kinesis://"):
+        send = functools.partial(kinesis.send_generated, address)  # streams named <prefix><stream>
+    else:
+        raise ClickwiseError(f"--to {target!r}: give kafka://HOST:PORT[,HOST:PORT...] or kinesis://PREFIX")
     with _progress("sending", enabled=not as_json) as update:
-        summary = send_generated(bootstrap, rate=rate, progress=update, **plan)
+        summary = send(rate=rate, progress=update, **plan)
     if as_json:
         _print_json({"to": target, "counts": summary.counts, "seconds": summary.seconds})
         return

@@ -23,6 +23,7 @@ from typing import Any
 from clickwise.dataset.stream import RowEmitter
 from clickwise.events import DeadLetters, Ingestor, Lake
 from clickwise.events.kafka import KafkaSource, describe_kafka, kafka_groups
+from clickwise.events.kinesis import KinesisSource, describe_kinesis, kinesis_streams
 from clickwise.events.readers import expand_inputs
 from clickwise.spec import Pipeline
 from clickwise.spec.streams import PrefixSourceDef
@@ -76,9 +77,11 @@ def run_loop(
     for name, stream in pipeline.streams.items():
         if isinstance(stream.source, PrefixSourceDef):
             folders.append((stream.source.url, name))
-    sources = [
+    sources: list[KafkaSource | KinesisSource] = [
         KafkaSource(pipeline, root, streams, ingestor=ingestor) for streams in kafka_groups(pipeline).values()
     ]
+    if kinesis_streams(pipeline):
+        sources.append(KinesisSource(pipeline, root, kinesis_streams(pipeline), ingestor=ingestor))
     with _Stop() as stop, ExitStack() as stack:
         for source in sources:
             stack.enter_context(source)
@@ -101,7 +104,7 @@ def run_loop(
 
 
 def _consume(
-    sources: Sequence[KafkaSource], seconds: float, *, once: bool, stop: threading.Event
+    sources: Sequence[KafkaSource | KinesisSource], seconds: float, *, once: bool, stop: threading.Event
 ) -> dict[str, int]:
     """Store what the brokers hold for up to ``seconds``. With ``once``: until a poll finds nothing,
     but not before the first fetches had time to answer (high watermarks are not trusted: some
@@ -115,9 +118,17 @@ def _consume(
         found = 0
         for source in sources:
             wait = 0.5 if once else min(0.5, max(0.05, deadline - time.monotonic()))
-            batch = source.poll(timeout_s=wait)
-            found += batch.messages
-            for stream, counts in batch.streams.items():
+            if isinstance(source, KinesisSource):
+                read = source.poll()
+                found += read.records
+                batch_streams = read.streams
+                if not read.records:
+                    time.sleep(min(wait, 0.2))  # (Kinesis allows 5 reads a second per shard)
+            else:
+                batch = source.poll(timeout_s=wait)
+                found += batch.messages
+                batch_streams = batch.streams
+            for stream, counts in batch_streams.items():
                 accepted[stream] = accepted.get(stream, 0) + counts.accepted
         if once:
             if not found and time.monotonic() - started >= FIRST_FETCH_S:
@@ -158,7 +169,8 @@ def describe_status(pipeline: Pipeline, root: Root) -> dict[str, Any]:
         for name in pipeline.streams
     }
     tables = Tables.open(pipeline, root)
-    sources = describe_kafka(pipeline, root, now_ms=SystemClock().now_ms())
+    now_ms = SystemClock().now_ms()
+    sources = describe_kafka(pipeline, root, now_ms=now_ms) + describe_kinesis(pipeline, root, now_ms=now_ms)
     counters = tables.counters()
     watermark = tables.watermark_ms
     runs = tables.run_counts()
@@ -173,10 +185,10 @@ def describe_status(pipeline: Pipeline, root: Root) -> dict[str, Any]:
     for source in sources:
         lag = source["lag"]
         lag_text = "unknown (broker not reachable)" if lag is None else f"{lag:,} (as the broker reports it)"
-        positions = ", ".join(f"{k}@{v:,}" for k, v in source["positions"].items()) or "none yet"
+        positions = ", ".join(f"{k}@{v}" for k, v in source["positions"].items()) or "none yet"
         rate = source["events_per_s_last_minute"]
         summary.append(
-            f"source {source['stream']}: kafka topic {source['topic']}, {source['batches']:,} batches "
+            f"source {source['stream']}: {source['kind']} {source['topic']}, {source['batches']:,} batches "
             f"stored; positions {positions}; {rate:,.0f} events/s over the last minute; lag {lag_text}"
         )
     return {

@@ -20,7 +20,7 @@ import os
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -239,18 +239,15 @@ class KafkaSource:
             return StreamCounts(), {}
         definition = self.streams[stream]
         chunk = message_chunk(kept, self.pipeline, stream, key_as_event_id=definition.key_as_event_id)
-        sequence = ledger.sequence + 1
-        counts = self.ingestor.ingest_chunk(
-            chunk,
+        counts = ledger.store(
+            self.ingestor,
             stream,
-            tag=ledger.tag(sequence),
+            chunk,
+            positions,
             source=f"kafka:{definition.topic}",
-            new_tag=stream not in self._fresh,
-            record={ledger.entry_key: positions},
+            maybe_leftovers=stream in self._fresh,
         )
         self._fresh.discard(stream)
-        ledger.sequence = sequence
-        ledger.positions.update(positions)
         return counts, positions
 
     def _commit_to_group(self, positions: Iterable[tuple[str, int]]) -> None:
@@ -359,7 +356,7 @@ def message_chunk(
         if key_as_event_id and id_field is not None and key is not None:
             value = _with_id(value, id_field, key if isinstance(key, bytes) else str(key).encode())
         if b"\n" in value or not value.strip():
-            value = _one_line(value)
+            value = one_line(value)
         lines.append(value)
     block = b"\n".join(lines) + b"\n"
     chunk = json_block(block, stream_json_schema(definition), 0)
@@ -371,7 +368,7 @@ def message_chunk(
     return chunk
 
 
-def _one_line(value: bytes) -> bytes:
+def one_line(value: bytes) -> bytes:
     """A message as one JSON line (re-encoded when valid, else kept as text that fails to parse)."""
     try:
         return orjson.dumps(orjson.loads(value))
@@ -452,6 +449,39 @@ class SendSummary:
     seconds: float
 
 
+def generated_records(
+    *,
+    users: int,
+    hours: float,
+    seed: int,
+    start_ms: int,
+    rate: float | None = None,
+    streams: Sequence[str] = ("impressions", "clicks", "predictions"),
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """The generator's records (those :func:`clickwise.synth.generate` writes for the same
+    arguments), as (stream, up to 10,000 records) in arrival order, paced to ``rate`` events/s
+    (all streams together) when given."""
+    from clickwise.synth.stream import iter_windows, make_plan
+
+    plan = make_plan(users, hours, seed, start_ms, None)
+    started = time.monotonic()
+    sent = 0
+    for window in iter_windows(plan):
+        for name, table in window.batches:
+            if name not in streams:
+                continue
+            for offset in range(0, table.num_rows, 10_000):
+                part = table.slice(offset, 10_000)
+                yield name, part.to_pylist()
+                sent += part.num_rows
+                ahead = sent / rate - (time.monotonic() - started) if rate else 0.0
+                if ahead > 0:
+                    time.sleep(ahead)
+        if progress is not None:
+            progress(window.index + 1, window.total)
+
+
 def send_generated(
     bootstrap: str,
     *,
@@ -465,34 +495,18 @@ def send_generated(
     compression: str = "lz4",
     progress: Callable[[int, int], None] | None = None,
 ) -> SendSummary:
-    """Generate traffic (the records :func:`clickwise.synth.generate` writes for the same
-    arguments) and produce each stream to the topic of its name, keyed by user, in arrival order.
-
-    ``rate`` caps events per second (all streams together); None sends as fast as the broker takes.
-    """
-    from clickwise.synth.stream import iter_windows, make_plan
-
+    """Produce :func:`generated_records` to Kafka: each stream to the topic of its name, keyed by
+    user (``rate``: events per second at most; None: as fast as the broker takes them)."""
     create_topics(bootstrap, streams, partitions)
     producer = make_producer(bootstrap, compression)
-    plan = make_plan(users, hours, seed, start_ms, None)
     counts = dict.fromkeys(streams, 0)
     started = time.monotonic()
-    sent = 0
-    for window in iter_windows(plan):
-        for name, table in window.batches:
-            if name not in counts:
-                continue
-            for offset in range(0, table.num_rows, 10_000):
-                part = table.slice(offset, 10_000)
-                sent += produce_records(producer, name, part.to_pylist(), key_field="user_id")
-                counts[name] += part.num_rows
-                if rate:
-                    ahead = sent / rate - (time.monotonic() - started)
-                    if ahead > 0:
-                        producer.poll(0)
-                        time.sleep(ahead)
-        if progress is not None:
-            progress(window.index + 1, window.total)
+    generated = generated_records(
+        users=users, hours=hours, seed=seed, start_ms=start_ms, rate=rate, streams=streams, progress=progress
+    )
+    for name, records in generated:
+        counts[name] += produce_records(producer, name, records, key_field="user_id")
+        producer.poll(0)
     remaining = producer.flush(120)
     if remaining:
         raise SourceError(f"{remaining:,} messages were not delivered to {bootstrap} within 120 s")

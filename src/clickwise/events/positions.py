@@ -14,8 +14,9 @@ from typing import Any
 
 import orjson
 
-from clickwise.events.ingest import batch_digest
+from clickwise.events.ingest import Ingestor, StreamCounts, batch_digest
 from clickwise.events.lake import Lake
+from clickwise.events.readers import RawChunk
 from clickwise.storage import Root
 
 
@@ -35,6 +36,34 @@ class Ledger:
     def entry_key(self) -> str:
         """The manifest entry field holding a batch's positions."""
         return f"{self.kind}_positions"
+
+    def store(
+        self,
+        ingestor: Ingestor,
+        stream: str,
+        chunk: RawChunk,
+        positions: dict[str, Any],
+        *,
+        source: str,
+        maybe_leftovers: bool,
+    ) -> StreamCounts:
+        """Store one batch of ``stream`` with the positions it reaches, and advance to them.
+
+        ``maybe_leftovers``: the batch is the first since the source started, so files of the
+        same batch written by a process that crashed may exist (they are removed first).
+        """
+        sequence = self.sequence + 1
+        counts = ingestor.ingest_chunk(
+            chunk,
+            stream,
+            tag=self.tag(sequence),
+            source=source,
+            new_tag=not maybe_leftovers,
+            record={self.entry_key: positions},
+        )
+        self.sequence = sequence
+        self.positions.update(positions)
+        return counts
 
 
 def _cache_path(kind: str, stream: str) -> str:

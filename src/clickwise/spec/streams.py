@@ -133,6 +133,25 @@ class KafkaSourceDef(Definition):
     """Extra librdkafka consumer settings (security, timeouts)."""
 
 
+class KinesisSourceDef(Definition):
+    """Read a stream from a Kinesis data stream (``clickwise run``).
+
+    Each record's data is one JSON record of the stream. Positions (per shard) are stored with the
+    lake files they produced, like Kafka offsets; after a reshard, child shards are read once their
+    parents are read to the end. ``endpoint`` defaults to ``CLICKWISE_KINESIS_ENDPOINT`` or
+    ``AWS_ENDPOINT_URL``; ``start`` applies to shards without a stored position.
+    """
+
+    kind: Literal["kinesis"]
+    stream_name: str | None = Field(default=None, min_length=1, max_length=128)
+    """The Kinesis stream (default: the pipeline stream's own name)."""
+    endpoint: str | None = None
+    region: str | None = None
+    start: Literal["trim_horizon", "latest"] = "trim_horizon"
+    max_records: Annotated[int, Field(ge=1, le=10_000)] = 10_000
+    """The most records one read of a shard returns."""
+
+
 class PrefixSourceDef(Definition):
     """Ingest each new file under a folder or ``s3://bucket/prefix/`` once, as it appears."""
 
@@ -140,7 +159,7 @@ class PrefixSourceDef(Definition):
     url: str = Field(min_length=1)
 
 
-SourceDef = Annotated[KafkaSourceDef | PrefixSourceDef, Field(discriminator="kind")]
+SourceDef = Annotated[KafkaSourceDef | KinesisSourceDef | PrefixSourceDef, Field(discriminator="kind")]
 
 
 class StreamDef(Definition):

@@ -1,0 +1,138 @@
+"""Kinesis to tables, exactly once, against a real Kinesis API (moto's server) on loopback; a shard
+is split half-way (parents must be read before children)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+import orjson
+import pytest
+from integration_sources import STREAMS, assert_same_tables, lake_counts
+
+from clickwise.engine import describe_status, run_loop
+from clickwise.examples import example_path
+from clickwise.spec import load_pipeline
+from clickwise.storage import open_root
+from clickwise.tables import Tables
+
+pytestmark = pytest.mark.integration
+START_MS_CLI = 1_767_571_200_000  # generate's default start, 2026-01-05T00:00:00Z
+
+
+def _put(client: Any, name: str, lines: list[bytes]) -> None:
+    for first in range(0, len(lines), 500):
+        records = [
+            {"Data": line, "PartitionKey": str(hash(line) % 97)} for line in lines[first : first + 500]
+        ]
+        answer = client.put_records(StreamName=name, Records=records)
+        assert answer.get("FailedRecordCount", 0) == 0
+
+
+def _split_first_shard(client: Any, name: str) -> None:
+    shard = client.list_shards(StreamName=name)["Shards"][0]
+    low, high = int(shard["HashKeyRange"]["StartingHashKey"]), int(shard["HashKeyRange"]["EndingHashKey"])
+    client.split_shard(
+        StreamName=name, ShardToSplit=shard["ShardId"], NewStartingHashKey=str((low + high) // 2)
+    )
+
+
+def _setup(tmp_path: Path, generated: Path, endpoint: str, max_records: int) -> tuple[Path, Any, str]:
+    prefix = f"cw{uuid.uuid4().hex[:8]}-"
+    client = boto3.client("kinesis", endpoint_url=endpoint, region_name="us-east-1")
+    for stream in STREAMS:
+        client.create_stream(StreamName=prefix + stream, ShardCount=2)
+    path = tmp_path / "pipeline.yaml"
+    sources = "\n".join(
+        f"  {s}:\n    source: {{kind: kinesis, stream_name: {prefix}{s}, endpoint: '{endpoint}', "
+        f"max_records: {max_records}}}"
+        for s in STREAMS
+    )
+    path.write_text(f"extends: {example_path('adclick')}\nstreams:\n{sources}\n")
+    return path, client, prefix
+
+
+def _send_all(client: Any, prefix: str, generated: Path, *, split_after: float) -> None:
+    for stream in STREAMS:
+        lines = (generated / stream / "part-00000.jsonl").read_bytes().splitlines()
+        cut = int(len(lines) * split_after)
+        _put(client, prefix + stream, lines[:cut])
+        if stream == "impressions":
+            _split_first_shard(client, prefix + stream)
+        _put(client, prefix + stream, lines[cut:])
+
+
+def test_kinesis_to_tables_equals_files_across_a_shard_split(
+    tmp_path: Path, generated: Path, reference: Tables, s3_bucket: str, s3_server: Any
+) -> None:
+    path, client, prefix = _setup(tmp_path, generated, s3_server.endpoint, 2_000)
+    _send_all(client, prefix, generated, split_after=0.5)
+    pipeline = load_pipeline(path)
+    root = open_root(str(tmp_path / "root"))
+    want = lake_counts(reference.root.url, reference.pipeline)
+    deadline = time.monotonic() + 120
+    while lake_counts(root.url, pipeline) != want and time.monotonic() < deadline:
+        list(run_loop(pipeline, root, once=True, rows=False))
+    assert lake_counts(root.url, pipeline) == want
+    assert_same_tables(root.url, pipeline, reference)
+    sources = {s["stream"]: s for s in describe_status(pipeline, root)["sources"]}
+    assert sources["impressions"]["positions"]["shardId-000000000000"] == "END"  # the split parent
+
+
+def test_sigkill_while_reading_kinesis_loses_and_repeats_nothing(
+    tmp_path: Path, generated: Path, reference: Tables, s3_bucket: str, s3_server: Any
+) -> None:
+    path, client, prefix = _setup(tmp_path, generated, s3_server.endpoint, 200)
+    _send_all(client, prefix, generated, split_after=0.3)
+    pipeline = load_pipeline(path)
+    root_url = str(tmp_path / "root")
+    command = [sys.executable, "-m", "clickwise.cli", "run", "-p", str(path), "--root", root_url,
+               "--interval", "200ms", "--no-rows"]  # fmt: skip
+    for delay in (2.5, 3.5):
+        with open(tmp_path / "run.log", "ab") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+        time.sleep(delay)
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    want = lake_counts(reference.root.url, reference.pipeline)
+    deadline = time.monotonic() + 180
+    while lake_counts(root_url, pipeline) != want and time.monotonic() < deadline:
+        subprocess.run([*command, "--once"], check=True, capture_output=True, timeout=180)
+    assert lake_counts(root_url, pipeline) == want
+    assert_same_tables(root_url, pipeline, reference)
+
+
+def test_generate_to_kinesis_sends_the_records_the_files_hold(
+    tmp_path: Path, s3_bucket: str, s3_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from clickwise.cli import app
+    from clickwise.synth import generate
+
+    monkeypatch.setenv("CLICKWISE_KINESIS_ENDPOINT", s3_server.endpoint)
+    prefix = f"gen{uuid.uuid4().hex[:8]}-"
+    plan = ["--users", "200", "--hours", "1", "--seed", "4"]
+    result = CliRunner().invoke(app, ["generate", "--to", f"kinesis://{prefix}", *plan, "--json"])
+    assert result.exit_code == 0, result.output
+    files = generate(tmp_path / "files", users=200, hours=1, seed=4, start_ms=START_MS_CLI, fmt="jsonl")
+    client = boto3.client("kinesis", endpoint_url=s3_server.endpoint, region_name="us-east-1")
+    for stream in STREAMS:
+        data = []
+        for shard in client.list_shards(StreamName=prefix + stream)["Shards"]:
+            iterator = client.get_shard_iterator(
+                StreamName=prefix + stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
+            data += [orjson.loads(r["Data"]) for r in client.get_records(ShardIterator=iterator)["Records"]]
+        lines = [orjson.loads(line) for line in files.paths[stream][0].read_bytes().splitlines()]
+        key = lambda r: orjson.dumps(r, option=orjson.OPT_SORT_KEYS)  # noqa: E731
+        assert sorted(data, key=key) == sorted(lines, key=key)
+        assert lines or stream == "clicks"  # (a small run may have no click)
