@@ -4,9 +4,8 @@ Started on 127.0.0.1 with a free port and in-memory storage, stopped by its proc
 Tansu reports wrong high watermarks: never wait "until the high watermark" against it; count
 messages instead.
 
->>> with TansuBroker() as broker:                 # doctest: +SKIP
-...     broker.bootstrap
-'127.0.0.1:40123'
+Use it as a context manager: ``with TansuBroker() as broker:`` gives ``broker.bootstrap``
+(``127.0.0.1:<port>``) for the clients; the broker is stopped on leaving.
 """
 
 from __future__ import annotations

@@ -103,11 +103,9 @@ class _Origins(Sequence[str]):
 
 
 class KafkaSource:
-    """Consumes the topics of some streams (one broker, one group) into the lake.
-
-    >>> source = KafkaSource(pipeline, root, streams)          # doctest: +SKIP
-    >>> source.start(); source.poll(); source.close()          # doctest: +SKIP
-    """
+    """Consumes the topics of some streams (one broker, one group) into the lake: ``start()``,
+    then ``poll()`` (or ``fetch()`` and ``store()``) as often as wanted, then ``close()``; or use it
+    as a context manager. Groups come from :func:`kafka_groups`."""
 
     def __init__(
         self,
