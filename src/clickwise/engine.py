@@ -89,7 +89,11 @@ def run_loop(
             ingested = _ingest_new(ingestor, folders, seen)
             consumed = _consume(sources, interval_ms / 1000, once=once, stop=stop.event)
             report = tables.catch_up()
-            emitted = asdict(emitter.emit(tables)) if emitter is not None else None
+            floors = [
+                f for s in sources if isinstance(s, KafkaSource) and (f := s.event_time_floor()) is not None
+            ]
+            floor = min(floors) if floors else None
+            emitted = asdict(emitter.emit(tables, event_floor_ms=floor)) if emitter is not None else None
             yield {
                 "ingested": ingested,
                 "consumed": consumed,
@@ -101,6 +105,13 @@ def run_loop(
                 return
             if not sources and stop.event.wait(interval_ms / 1000):  # (a broker's poll waits itself)
                 return
+
+
+def _event_floor(sources: Sequence[KafkaSource | KinesisSource]) -> int | None:
+    """Events older than this may still be unread in a broker (None: every partition is read)."""
+    floors = [s.event_time_floor() for s in sources if isinstance(s, KafkaSource)]
+    known = [f for f in floors if f is not None]
+    return min(known) if known else None
 
 
 def _consume(

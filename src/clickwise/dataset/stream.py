@@ -91,10 +91,17 @@ class RowEmitter:
             if number.isdigit() and int(number) > self.state.sequence:
                 self.root.delete(path)
 
-    def emit(self, tables: Tables) -> EmitReport:
-        """Write the rows (and corrections) that the tables' current watermark makes final."""
+    def emit(self, tables: Tables, *, event_floor_ms: int | None = None) -> EmitReport:
+        """Write the rows (and corrections) that the tables' current watermark makes final.
+
+        ``event_floor_ms`` (from broker sources: events older than it may still be unread) holds
+        the watermark at ``event_floor_ms - allowed_lateness``, so rows do not depend on how far
+        each partition happened to be read.
+        """
         report = EmitReport(mark_ms=self.state.mark_ms)
         watermark = tables.watermark_ms
+        if watermark is not None and event_floor_ms is not None:
+            watermark = min(watermark, event_floor_ms - self.pipeline.allowed_lateness)
         if watermark is None:
             return report
         state = self.state

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 
 from clickwise.errors import ClickwiseError
@@ -32,13 +33,15 @@ from clickwise.events.lake import Lake
 from clickwise.events.positions import Ledger, load_ledger, recent_events, save_ledger
 from clickwise.events.readers import RawChunk, json_block, stream_json_schema
 from clickwise.spec import Pipeline
-from clickwise.spec.streams import KafkaSourceDef
+from clickwise.spec.streams import KafkaSourceDef, StreamDef
 from clickwise.storage import Root
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, Message
 
 KIND = "kafka"
+IDLE_AFTER_S = 10.0
+"""A partition that answered no fetch this long after the start counts as empty."""
 METADATA_EVERY_S = 10.0
 """How often the consumer looks for new partitions of its topics."""
 
@@ -136,6 +139,7 @@ class KafkaSource:
         self.errors = 0
         self._lags: dict[str, int | None] = {}
         self._lag_at = 0.0
+        self._started_at = 0.0
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -161,6 +165,7 @@ class KafkaSource:
             **{k: v for d in self.streams.values() for k, v in d.options.items()},
         }
         self._consumer = Consumer(config)
+        self._started_at = time.monotonic()
         self._assign_new_partitions(wait_s=10.0)
 
     def close(self) -> None:
@@ -244,9 +249,37 @@ class KafkaSource:
             positions,
             source=f"kafka:{definition.topic}",
             maybe_leftovers=stream in self._fresh,
+            marks=_newest_event_times(chunk, kept, self.pipeline.streams[stream]),
         )
         self._fresh.discard(stream)
         return counts, positions
+
+    def event_time_floor(self) -> int | None:
+        """The oldest "newest event time read" among partitions that still hold unread messages
+        (as the last fetches reported): events older than it may still come. None when every
+        partition is read to its end. Training rows wait for it, so they do not depend on how far
+        each topic happened to be read (call from the consuming thread)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        consumer = self._require()
+        floor: int | None = None
+        for topic, partition in sorted(self._assigned):
+            key = f"{topic}:{partition}"
+            ledger = self.ledgers[self.by_topic[topic]]
+            try:
+                _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            except KafkaException:
+                high = -1
+            position = int(ledger.positions.get(key, 0))
+            if 0 <= high <= position:
+                continue  # read to its end
+            if high < 0 and time.monotonic() - self._started_at > IDLE_AFTER_S:
+                continue  # never answered a fetch: an empty partition
+            mark = ledger.marks.get(key)
+            if mark is None:
+                return int(np.iinfo(np.int64).min)  # unread messages of unknown times: nothing is final
+            floor = mark if floor is None else min(floor, mark)
+        return floor
 
     def _commit_to_group(self, positions: Iterable[tuple[str, int]]) -> None:
         from confluent_kafka import KafkaException, TopicPartition
@@ -339,6 +372,27 @@ class KafkaSource:
                 return None
             total += max(0, int(high) - offset)
         return total
+
+
+_EPOCH_MS = {"epoch_ms": 1.0, "epoch_s": 1000.0, "epoch_us": 0.001, "epoch_ns": 0.000001}
+
+
+def _newest_event_times(chunk: RawChunk, messages: Sequence[Message], stream: StreamDef) -> dict[str, int]:
+    """The newest event time of each partition's messages in a batch (epoch time formats only)."""
+    scale = _EPOCH_MS.get(stream.time.format)
+    column = stream.source_name(stream.time.field)
+    if scale is None or column not in chunk.table.column_names or chunk.table.num_rows == 0:
+        return {}
+    values = chunk.table.column(column).to_pylist()
+    marks: dict[str, int] = {}
+    for row, value in zip(chunk.source_rows(range(chunk.table.num_rows)), values, strict=True):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            message = messages[row]
+            key = f"{message.topic()}:{message.partition()}"
+            moment = int(value * scale)
+            if moment > marks.get(key, moment - 1):
+                marks[key] = moment
+    return marks
 
 
 def message_chunk(

@@ -27,6 +27,7 @@ class Ledger:
     kind: str
     sequence: int = 0
     positions: dict[str, Any] = field(default_factory=dict)  # partition or shard -> next position
+    marks: dict[str, int] = field(default_factory=dict)  # partition or shard -> newest event time read
 
     def tag(self, sequence: int) -> str:
         """The ingest tag (and lake file name part) of batch ``sequence``."""
@@ -37,6 +38,11 @@ class Ledger:
         """The manifest entry field holding a batch's positions."""
         return f"{self.kind}_positions"
 
+    @property
+    def marks_key(self) -> str:
+        """The manifest entry field holding the newest event time read from each partition."""
+        return f"{self.kind}_event_ms"
+
     def store(
         self,
         ingestor: Ingestor,
@@ -46,6 +52,7 @@ class Ledger:
         *,
         source: str,
         maybe_leftovers: bool,
+        marks: dict[str, int] | None = None,
     ) -> StreamCounts:
         """Store one batch of ``stream`` with the positions it reaches, and advance to them.
 
@@ -59,10 +66,12 @@ class Ledger:
             tag=self.tag(sequence),
             source=source,
             new_tag=not maybe_leftovers,
-            record={self.entry_key: positions},
+            record={self.entry_key: positions, self.marks_key: marks or {}},
         )
         self.sequence = sequence
         self.positions.update(positions)
+        for key, mark in (marks or {}).items():
+            self.marks[key] = max(mark, self.marks.get(key, mark))
         return counts
 
 
@@ -77,17 +86,20 @@ def load_ledger(lake: Lake, stream: str, kind: str) -> Ledger:
     if root.exists(_cache_path(kind, stream)):
         raw = orjson.loads(root.read_bytes(_cache_path(kind, stream)))
         ledger.sequence, ledger.positions = int(raw["sequence"]), dict(raw["positions"])
+        ledger.marks = {str(k): int(v) for k, v in raw.get("marks", {}).items()}
     while True:
         entry = lake.input_entry(stream, batch_digest(ledger.tag(ledger.sequence + 1)))
         if entry is None:
             return ledger
         ledger.sequence += 1
         ledger.positions.update(entry[ledger.entry_key])
+        for key, mark in entry.get(ledger.marks_key, {}).items():
+            ledger.marks[key] = max(int(mark), ledger.marks.get(key, int(mark)))
 
 
 def save_ledger(root: Root, stream: str, ledger: Ledger) -> None:
     """Cache the newest positions (a speed-up for restarts; the manifest entries are the truth)."""
-    data = {"sequence": ledger.sequence, "positions": ledger.positions}
+    data = {"sequence": ledger.sequence, "positions": ledger.positions, "marks": ledger.marks}
     root.write_bytes(_cache_path(ledger.kind, stream), orjson.dumps(data, option=orjson.OPT_SORT_KEYS))
 
 
