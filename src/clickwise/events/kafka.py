@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import orjson
 
 from clickwise.errors import ClickwiseError
@@ -277,7 +276,7 @@ class KafkaSource:
                 continue  # never answered a fetch: an empty partition
             mark = ledger.marks.get(key)
             if mark is None:
-                return int(np.iinfo(np.int64).min)  # unread messages of unknown times: nothing is final
+                return 0  # unread messages of unknown times: nothing after the epoch is final yet
             floor = mark if floor is None else min(floor, mark)
         return floor
 
