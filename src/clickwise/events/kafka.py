@@ -24,7 +24,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
+import pyarrow as pa
 
 from clickwise.errors import ClickwiseError
 from clickwise.events.ingest import Ingestor, StreamCounts
@@ -230,6 +232,7 @@ class KafkaSource:
         ledger = self.ledgers[stream]
         positions: dict[str, int] = {}
         kept = []
+        partitions = []  # of each kept message
         for message in batch:
             key = f"{message.topic()}:{message.partition()}"
             offset = int(message.offset() or 0)
@@ -237,6 +240,7 @@ class KafkaSource:
                 continue
             positions[key] = max(positions.get(key, 0), offset + 1)
             kept.append(message)
+            partitions.append(key)
         if not kept:
             return StreamCounts(), {}
         definition = self.streams[stream]
@@ -248,7 +252,7 @@ class KafkaSource:
             positions,
             source=f"kafka:{definition.topic}",
             maybe_leftovers=stream in self._fresh,
-            marks=_newest_event_times(chunk, kept, self.pipeline.streams[stream]),
+            marks=_newest_event_times(chunk, partitions, self.pipeline.streams[stream]),
         )
         self._fresh.discard(stream)
         return counts, positions
@@ -376,22 +380,22 @@ class KafkaSource:
 _EPOCH_MS = {"epoch_ms": 1.0, "epoch_s": 1000.0, "epoch_us": 0.001, "epoch_ns": 0.000001}
 
 
-def _newest_event_times(chunk: RawChunk, messages: Sequence[Message], stream: StreamDef) -> dict[str, int]:
-    """The newest event time of each partition's messages in a batch (epoch time formats only)."""
+def _newest_event_times(chunk: RawChunk, partitions: Sequence[str], stream: StreamDef) -> dict[str, int]:
+    """The newest event time of each partition's messages in a batch (``partitions[i]`` is message
+    i's; epoch time formats only)."""
     scale = _EPOCH_MS.get(stream.time.format)
     column = stream.source_name(stream.time.field)
     if scale is None or column not in chunk.table.column_names or chunk.table.num_rows == 0:
         return {}
-    values = chunk.table.column(column).to_pylist()
-    marks: dict[str, int] = {}
-    for row, value in zip(chunk.source_rows(range(chunk.table.num_rows)), values, strict=True):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            message = messages[row]
-            key = f"{message.topic()}:{message.partition()}"
-            moment = int(value * scale)
-            if moment > marks.get(key, moment - 1):
-                marks[key] = moment
-    return marks
+    data = chunk.table.column(column)
+    if not (pa.types.is_integer(data.type) or pa.types.is_floating(data.type)):
+        return {}  # (a batch whose times need validation to read: no mark)
+    values = data.to_numpy(zero_copy_only=False).astype(np.float64) * scale
+    rows = np.asarray(chunk.source_rows(range(chunk.table.num_rows)), dtype=np.int64)
+    names, codes = np.unique(np.asarray(partitions, dtype=object)[rows], return_inverse=True)
+    highest = np.full(len(names), -np.inf)
+    np.fmax.at(highest, codes, values)  # (nulls are NaN: fmax skips them)
+    return {str(n): int(h) for n, h in zip(names, highest, strict=True) if np.isfinite(h)}
 
 
 def message_chunk(
