@@ -761,11 +761,12 @@ def serve(
         bool, typer.Option("--no-auth", help="No keys at all (local experiments only; never expose it).")
     ] = False,
     sources: Annotated[
-        bool, typer.Option(help="Consume the streams' Kafka sources named in the pipeline file.")
+        bool, typer.Option(help="Consume the streams' Kafka and Kinesis sources named in the pipeline file.")
     ] = True,
 ) -> None:
     """The HTTP service: POST events, GET features now or as of a moment, POST decisions; it also
-    consumes the pipeline's Kafka sources (the tables see a message within a fraction of a second)."""
+    consumes the pipeline's Kafka and Kinesis sources (the tables see an event within a fraction
+    of a second)."""
 
     def body() -> None:
         import gc

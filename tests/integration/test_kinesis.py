@@ -136,3 +136,29 @@ def test_generate_to_kinesis_sends_the_records_the_files_hold(
         key = lambda r: orjson.dumps(r, option=orjson.OPT_SORT_KEYS)  # noqa: E731
         assert sorted(data, key=key) == sorted(lines, key=key)
         assert lines or stream == "clicks"  # (a small run may have no click)
+
+
+def test_the_service_consumes_kinesis(
+    tmp_path: Path, generated: Path, s3_bucket: str, s3_server: Any
+) -> None:
+    from starlette.testclient import TestClient
+
+    from clickwise.serve import Service, Settings, build_asgi
+
+    path, client, prefix = _setup(tmp_path, generated, s3_server.endpoint, 500)
+    service = Service(load_pipeline(path), open_root(str(tmp_path / "root")))
+    service.start_sources()
+    try:
+        now = int(time.time() * 1000)
+        line = orjson.dumps({"user_id": "u-kinesis", "score": 0.75, "ts": now - 1000})
+        _put(client, prefix + "predictions", [line])
+        web = TestClient(build_asgi(service, Settings(keys=None)))
+        deadline = time.monotonic() + 20
+        score = None
+        while score is None and time.monotonic() < deadline:
+            score = web.get("/v1/tables/user/u-kinesis").json()["values"]["segment_score_last"]
+            time.sleep(0.05)
+        assert score == 0.75
+        assert "clickwise_source_events_total" in web.get("/metrics").text
+    finally:
+        service.close()

@@ -65,6 +65,10 @@ class _Shard:
     empty_reads: int = 0
 
 
+Fetched = dict[str, tuple[list[tuple[str, dict[str, Any]]], dict[str, str]]]
+"""Per stream: (shard id, record) pairs read and the positions they reach."""
+
+
 @dataclass
 class KinesisPass:
     """What one :meth:`KinesisSource.poll` stored."""
@@ -150,7 +154,12 @@ class KinesisSource:
     def poll(self, max_records: int | None = None) -> KinesisPass:
         """Read what each readable shard holds (up to ``max_records`` a shard) and store it, one
         batch per stream with its positions."""
-        report = KinesisPass()
+        return self.store(self.fetch(max_records=max_records))
+
+    def fetch(self, timeout_s: float = 0.0, *, max_records: int | None = None) -> Fetched:
+        """Read each readable shard once (nothing is stored yet). With ``timeout_s``, an empty
+        read waits that long (at most 0.2 s: Kinesis allows five reads a second per shard)."""
+        fetched: Fetched = {}
         for stream, definition in self.streams.items():
             if time.monotonic() - self._listed_at.get(stream, 0.0) > SHARDS_EVERY_S:
                 self._list_shards(stream)
@@ -162,10 +171,20 @@ class KinesisSource:
                 if position is not None:
                     positions[shard.id] = position
             if positions:
-                counts = self._store(stream, records, positions)
-                report.streams[stream] = counts
-                report.records += len(records)
-                self.dead_letters += counts.rejected
+                fetched[stream] = (records, positions)
+        if timeout_s and not any(records for records, _ in fetched.values()):
+            time.sleep(min(timeout_s, 0.2))
+        return fetched
+
+    def store(self, fetched: Fetched) -> KinesisPass:
+        """Store fetched records, one batch per stream with its positions (callers that share the
+        ingestor with other writers hold their lock around this)."""
+        report = KinesisPass()
+        for stream, (records, positions) in fetched.items():
+            counts = self._store(stream, records, positions)
+            report.streams[stream] = counts
+            report.records += len(records)
+            self.dead_letters += counts.rejected
         if report.records:
             self._recent.append((time.monotonic(), report.records))
         return report

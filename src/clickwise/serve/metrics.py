@@ -91,6 +91,8 @@ class Metrics:
         for status in statuses:
             for stream, state in status["streams"].items():
                 for key, offset in state["positions"].items():
+                    if status["kind"] != "kafka":
+                        continue  # (Kinesis sequence numbers are too long for a gauge)
                     topic, partition = key.rsplit(":", 1)
                     self.source_position.labels(stream, topic, partition).set(offset)
                 if state["lag"] is not None:

@@ -25,6 +25,7 @@ from clickwise.enrich.apply import Enricher
 from clickwise.errors import ClickwiseError
 from clickwise.events import Ingestor
 from clickwise.events.kafka import KafkaSource, kafka_groups
+from clickwise.events.kinesis import KinesisSource, kinesis_streams
 from clickwise.events.validate import EVENT_MS, validate, validate_one
 from clickwise.features import FeatureSet
 from clickwise.model import Predictor, list_versions, resolve
@@ -92,7 +93,7 @@ class Service:
         self._checkpointed = time.monotonic()
         self._unapplied: dict[str, list[str]] = {}  # lake files written, not yet in the tables
         self._written = 0  # ingest batches written to the lake
-        self.sources: list[KafkaSource] = []
+        self.sources: list[KafkaSource | KinesisSource] = []
         self.consumed: dict[str, int] = {}  # events stored from sources, by stream
         self._consumer_thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -189,14 +190,17 @@ class Service:
             return self.tables.watermark_ms
 
     def start_sources(self) -> None:
-        """Consume the pipeline's Kafka sources on a background thread (stored and applied like
-        HTTP batches; stopped by :meth:`close`)."""
+        """Consume the pipeline's Kafka and Kinesis sources on a background thread (stored and
+        applied like HTTP batches; stopped by :meth:`close`)."""
         if self._consumer_thread is not None:
             return
         self.sources = [
             KafkaSource(self.pipeline, self.root, streams, ingestor=self.ingestor)
             for streams in kafka_groups(self.pipeline).values()
         ]
+        kinesis = kinesis_streams(self.pipeline)
+        if kinesis:
+            self.sources.append(KinesisSource(self.pipeline, self.root, kinesis, ingestor=self.ingestor))
         for source in self.sources:
             source.start()
         if self.sources:
@@ -207,11 +211,11 @@ class Service:
         self._ids_loading.join()
         while not self._stopping.is_set():
             for source in self.sources:
-                messages = source.fetch(timeout_s=SOURCE_POLL_SECONDS)
-                if not messages:
+                fetched: Any = source.fetch(timeout_s=SOURCE_POLL_SECONDS)
+                if not fetched:
                     continue
                 with self._write_lock:
-                    report = source.store(messages)
+                    report = source.store(fetched)
                     mine = self._note_written({s: c.files for s, c in report.streams.items()})
                 for stream, counts in report.streams.items():
                     self.consumed[stream] = self.consumed.get(stream, 0) + counts.accepted
