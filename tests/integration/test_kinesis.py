@@ -159,6 +159,8 @@ def test_the_service_consumes_kinesis(
             score = web.get("/v1/tables/user/u-kinesis").json()["values"]["segment_score_last"]
             time.sleep(0.05)
         assert score == 0.75
-        assert "clickwise_source_events_total" in web.get("/metrics").text
+        metrics = web.get("/metrics").text
+        assert 'clickwise_source_events_total{stream="predictions"} 1.0' in metrics
+        assert 'clickwise_source_behind_ms{stream="predictions"}' in metrics
     finally:
         service.close()

@@ -63,6 +63,7 @@ class _Shard:
     ending: int | None  # the last sequence number of a closed shard
     iterator: str | None = None
     empty_reads: int = 0
+    behind_ms: int | None = None  # how far the last read was behind the shard's newest record
 
 
 Fetched = dict[str, tuple[list[tuple[str, dict[str, Any]]], dict[str, str]]]
@@ -205,6 +206,7 @@ class KinesisSource:
         answer = self._client.get_records(ShardIterator=shard.iterator, Limit=min(limit, 10_000))
         records = answer["Records"]
         shard.iterator = answer.get("NextShardIterator")
+        shard.behind_ms = answer.get("MillisBehindLatest")
         shard.empty_reads = 0 if records else shard.empty_reads + 1
         last = records[-1]["SequenceNumber"] if records else self.ledgers[stream].positions.get(shard.id)
         finished = shard.iterator is None  # Kinesis ends the iterator of a closed shard read to its end
@@ -257,6 +259,14 @@ class KinesisSource:
                     "batches": ledger.sequence,
                     "positions": dict(ledger.positions),
                     "lag": None,
+                    "behind_ms": max(
+                        (
+                            shard.behind_ms
+                            for shard in self._shards.get(stream, {}).values()
+                            if shard.behind_ms is not None
+                        ),
+                        default=None,
+                    ),
                 }
                 for stream, ledger in self.ledgers.items()
             },

@@ -56,6 +56,10 @@ class Metrics:
             "clickwise_source_lag", "Messages behind the broker (as it reports them).", ["stream"],
             registry=self.registry,
         )  # fmt: skip
+        self.source_behind = Gauge(
+            "clickwise_source_behind_ms", "How far reads are behind the newest record (Kinesis).", ["stream"],
+            registry=self.registry,
+        )  # fmt: skip
         self.source_rate = Gauge(
             "clickwise_source_events_per_second", "Events stored from sources over the last minute.",
             registry=self.registry,
@@ -97,6 +101,8 @@ class Metrics:
                     self.source_position.labels(stream, topic, partition).set(offset)
                 if state["lag"] is not None:
                     self.source_lag.labels(stream).set(state["lag"])
+                if state.get("behind_ms") is not None:
+                    self.source_behind.labels(stream).set(state["behind_ms"])
         for stream, count in self.service.consumed.items():
             self.consumed.labels(stream).set(count)
         return generate_latest(self.registry)
