@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 
 from clickwise.events.kafka import SourceError, _newest_event_times, expand_env, message_chunk
@@ -69,7 +70,8 @@ def test_newest_event_time_per_partition_skips_unreadable_times() -> None:
     pipeline = small_pipeline()
     values = [b'{"view_id": "a", "ts": 5}', b'{"view_id": "b", "ts": 9}', b'{"view_id": "c", "ts": 7}']
     chunk: RawChunk = message_chunk([FakeMessage(v) for v in values], pipeline, "views")  # type: ignore[misc]
-    assert _newest_event_times(chunk, ["views:0", "views:1", "views:0"], pipeline.streams["views"]) == {
+    partitions = np.array([0, 1, 0])
+    assert _newest_event_times(chunk, partitions, ["views:0", "views:1"], pipeline.streams["views"]) == {
         "views:0": 7,
         "views:1": 9,
     }

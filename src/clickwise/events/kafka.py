@@ -232,6 +232,7 @@ class KafkaSource:
         ledger = self.ledgers[stream]
         positions: dict[str, int] = {}
         kept = []
+        slots: dict[str, int] = {}  # partition -> its number in this batch
         partitions = []  # of each kept message
         for message in batch:
             key = f"{message.topic()}:{message.partition()}"
@@ -240,7 +241,7 @@ class KafkaSource:
                 continue
             positions[key] = max(positions.get(key, 0), offset + 1)
             kept.append(message)
-            partitions.append(key)
+            partitions.append(slots.setdefault(key, len(slots)))
         if not kept:
             return StreamCounts(), {}
         definition = self.streams[stream]
@@ -252,7 +253,9 @@ class KafkaSource:
             positions,
             source=f"kafka:{definition.topic}",
             maybe_leftovers=stream in self._fresh,
-            marks=_newest_event_times(chunk, partitions, self.pipeline.streams[stream]),
+            marks=_newest_event_times(
+                chunk, np.array(partitions), list(slots), self.pipeline.streams[stream]
+            ),
         )
         self._fresh.discard(stream)
         return counts, positions
@@ -380,9 +383,11 @@ class KafkaSource:
 _EPOCH_MS = {"epoch_ms": 1.0, "epoch_s": 1000.0, "epoch_us": 0.001, "epoch_ns": 0.000001}
 
 
-def _newest_event_times(chunk: RawChunk, partitions: Sequence[str], stream: StreamDef) -> dict[str, int]:
-    """The newest event time of each partition's messages in a batch (``partitions[i]`` is message
-    i's; epoch time formats only)."""
+def _newest_event_times(
+    chunk: RawChunk, partitions: np.ndarray, names: Sequence[str], stream: StreamDef
+) -> dict[str, int]:
+    """The newest event time of each partition's messages in a batch (message i came from
+    ``names[partitions[i]]``; epoch time formats only)."""
     scale = _EPOCH_MS.get(stream.time.format)
     column = stream.source_name(stream.time.field)
     if scale is None or column not in chunk.table.column_names or chunk.table.num_rows == 0:
@@ -391,10 +396,12 @@ def _newest_event_times(chunk: RawChunk, partitions: Sequence[str], stream: Stre
     if not (pa.types.is_integer(data.type) or pa.types.is_floating(data.type)):
         return {}  # (a batch whose times need validation to read: no mark)
     values = data.to_numpy(zero_copy_only=False).astype(np.float64) * scale
-    rows = np.asarray(chunk.source_rows(range(chunk.table.num_rows)), dtype=np.int64)
-    names, codes = np.unique(np.asarray(partitions, dtype=object)[rows], return_inverse=True)
+    if chunk.row_numbers is None:  # every message parsed: row i is message first_row + i
+        rows = np.arange(chunk.first_row, chunk.first_row + chunk.table.num_rows)
+    else:
+        rows = np.asarray(chunk.row_numbers, dtype=np.int64)
     highest = np.full(len(names), -np.inf)
-    np.fmax.at(highest, codes, values)  # (nulls are NaN: fmax skips them)
+    np.fmax.at(highest, partitions[rows], values)  # (nulls are NaN: fmax skips them)
     return {str(n): int(h) for n, h in zip(names, highest, strict=True) if np.isfinite(h)}
 
 
@@ -410,7 +417,7 @@ def message_chunk(
         key = message.key()
         if key_as_event_id and id_field is not None and key is not None:
             value = _with_id(value, id_field, key if isinstance(key, bytes) else str(key).encode())
-        if b"\n" in value or not value.strip():
+        if not value or b"\n" in value or value.isspace():
             value = one_line(value)
         lines.append(value)
     block = b"\n".join(lines) + b"\n"
