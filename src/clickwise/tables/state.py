@@ -37,8 +37,13 @@ class StateError(ClickwiseError):
 
 
 def tables_fingerprint(pipeline: Pipeline) -> str:
-    """A digest of what table contents depend on: streams, enrichments and tables."""
-    defining = pipeline.model_dump(mode="json", include={"streams", "enrichments", "tables"})
+    """A digest of what table contents depend on: streams, enrichments and tables (not where the
+    streams are read from: the same state serves a pipeline reading files and one reading Kafka)."""
+    defining = pipeline.model_dump(
+        mode="json",
+        include={"streams", "enrichments", "tables"},
+        exclude={"streams": {"__all__": {"source"}}},
+    )
     return "sha256:" + hashlib.sha256(orjson.dumps(defining, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
