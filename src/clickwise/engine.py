@@ -2,8 +2,8 @@
 
 ``clickwise run`` calls :func:`run_loop`. Each pass ingests files that appeared in the watched
 folders and the streams' ``prefix`` sources (each file once: the lake's manifest knows it by
-content) and what the streams' Kafka sources hold (each message once: positions are stored with
-the lake files, see :mod:`clickwise.events.kafka`), then applies every new lake
+content) and what the streams' Kafka and Kinesis sources hold (each message once: positions are
+stored with the lake files, see :mod:`clickwise.events.positions`), then applies every new lake
 event to the tables and checkpoints, then emits the training rows whose label window the new
 watermark closed (when the pipeline has a label). SIGINT or SIGTERM ends the loop after the current pass, so
 state is always left at a checkpoint.
@@ -89,10 +89,7 @@ def run_loop(
             ingested = _ingest_new(ingestor, folders, seen)
             consumed = _consume(sources, interval_ms / 1000, once=once, stop=stop.event)
             report = tables.catch_up()
-            floors = [
-                f for s in sources if isinstance(s, KafkaSource) and (f := s.event_time_floor()) is not None
-            ]
-            floor = min(floors) if floors else None
+            floor = _event_floor(sources)
             emitted = asdict(emitter.emit(tables, event_floor_ms=floor)) if emitter is not None else None
             yield {
                 "ingested": ingested,
@@ -129,17 +126,9 @@ def _consume(
         found = 0
         for source in sources:
             wait = 0.5 if once else min(0.5, max(0.05, deadline - time.monotonic()))
-            if isinstance(source, KinesisSource):
-                read = source.poll()
-                found += read.records
-                batch_streams = read.streams
-                if not read.records:
-                    time.sleep(min(wait, 0.2))  # (Kinesis allows 5 reads a second per shard)
-            else:
-                batch = source.poll(timeout_s=wait)
-                found += batch.messages
-                batch_streams = batch.streams
-            for stream, counts in batch_streams.items():
+            batch = source.poll(timeout_s=wait)
+            found += batch.messages
+            for stream, counts in batch.streams.items():
                 accepted[stream] = accepted.get(stream, 0) + counts.accepted
         if once:
             if not found and time.monotonic() - started >= FIRST_FETCH_S:

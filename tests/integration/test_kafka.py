@@ -212,3 +212,39 @@ def test_a_fresh_machine_with_only_an_s3_root_resumes_where_the_last_stopped(
     send(30, 20)
     second = drain(50)  # resumed from the positions stored on S3: nothing read twice
     assert second.get_one("user", "u1", START_MS + 10**9)["segment_score_last"] == 0.46
+
+
+def test_a_source_restarted_after_a_failure_reads_again_what_it_had_not_stored(
+    tmp_path: Path, broker: TansuBroker
+) -> None:
+    from clickwise.events.kafka import KafkaSource, kafka_groups
+
+    topic = f"predictions_restart_{random.randrange(10**9)}"
+    producer = make_producer(broker.bootstrap)
+    for i in range(10):
+        record = {"user_id": f"u{i}", "score": 0.1, "ts": START_MS + i}
+        producer.produce(topic, value=orjson.dumps(record), partition=0)
+    assert producer.flush(30) == 0
+    del producer
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(
+        f"extends: {example_path('adclick')}\nstreams:\n  predictions:\n"
+        f"    source: {{kind: kafka, topic: {topic}, bootstrap: '{broker.bootstrap}'}}\n"
+    )
+    pipeline = load_pipeline(path)
+    root = open_root(str(tmp_path / "root"))
+    (streams,) = kafka_groups(pipeline).values()
+    source = KafkaSource(pipeline, root, streams)
+    source.start()
+    deadline = time.monotonic() + 20
+    fetched: list[object] = []
+    while not fetched and time.monotonic() < deadline:
+        fetched = source.fetch(timeout_s=0.5)  # fetched, then "the store failed": never stored
+    assert fetched
+    source.close()
+    source.start()  # what the service does after a failure
+    stored = 0
+    while stored < 10 and time.monotonic() < deadline:
+        stored += source.poll(timeout_s=0.5).messages
+    source.close()
+    assert Lake(root, pipeline).count("predictions") == 10

@@ -166,6 +166,7 @@ class KafkaSource:
             **{k: v for d in self.streams.values() for k, v in d.options.items()},
         }
         self._consumer = Consumer(config)
+        self._assigned = set()  # (a restarted source assigns every partition again)
         self._started_at = time.monotonic()
         self._assign_new_partitions(wait_s=10.0)
 

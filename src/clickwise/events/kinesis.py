@@ -77,6 +77,11 @@ class KinesisPass:
     records: int = 0
     streams: dict[str, StreamCounts] = field(default_factory=dict)
 
+    @property
+    def messages(self) -> int:
+        """Records read (the name Kafka passes use)."""
+        return self.records
+
 
 class KinesisSource:
     """Reads the Kinesis data streams of some pipeline streams into the lake."""
@@ -152,10 +157,10 @@ class KinesisSource:
                 shard.ending = int(ending)
         self._listed_at[stream] = time.monotonic()
 
-    def poll(self, max_records: int | None = None) -> KinesisPass:
+    def poll(self, timeout_s: float = 0.0, *, max_records: int | None = None) -> KinesisPass:
         """Read what each readable shard holds (up to ``max_records`` a shard) and store it, one
-        batch per stream with its positions."""
-        return self.store(self.fetch(max_records=max_records))
+        batch per stream with its positions (an empty read waits up to ``timeout_s``)."""
+        return self.store(self.fetch(timeout_s, max_records=max_records))
 
     def fetch(self, timeout_s: float = 0.0, *, max_records: int | None = None) -> Fetched:
         """Read each readable shard once (nothing is stored yet). With ``timeout_s``, an empty

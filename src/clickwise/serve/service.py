@@ -10,6 +10,7 @@ used (``<root>/decisions/``), so the label join can turn served decisions into t
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import uuid
@@ -95,6 +96,7 @@ class Service:
         self._written = 0  # ingest batches written to the lake
         self.sources: list[KafkaSource | KinesisSource] = []
         self.consumed: dict[str, int] = {}  # events stored from sources, by stream
+        self.source_errors = 0  # failed reads of sources (retried)
         self._consumer_thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._applied = 0  # ... and applied to the tables
@@ -204,22 +206,37 @@ class Service:
         for source in self.sources:
             source.start()
         if self.sources:
-            self._consumer_thread = threading.Thread(target=self._consume, name="kafka", daemon=True)
+            self._consumer_thread = threading.Thread(target=self._consume, name="sources", daemon=True)
             self._consumer_thread.start()
 
     def _consume(self) -> None:
         self._ids_loading.join()
+        broken: set[int] = set()  # sources to restart from their stored positions
         while not self._stopping.is_set():
-            for source in self.sources:
-                fetched: Any = source.fetch(timeout_s=SOURCE_POLL_SECONDS)
-                if not fetched:
-                    continue
-                with self._write_lock:
-                    report = source.store(fetched)
-                    mine = self._note_written({s: c.files for s, c in report.streams.items()})
-                for stream, counts in report.streams.items():
-                    self.consumed[stream] = self.consumed.get(stream, 0) + counts.accepted
-                self._apply_upto(mine)
+            for number, source in enumerate(self.sources):
+                try:
+                    if number in broken:  # what it had fetched but not stored is read again
+                        source.close()
+                        source.start()
+                        broken.discard(number)
+                    self._consume_once(source)
+                except Exception as exc:  # noqa: BLE001 - a source failing must not stop the others
+                    self.source_errors += 1
+                    broken.add(number)
+                    print(f"clickwise: reading {type(source).__name__} failed; restarting it from its "
+                          f"stored positions in 1 s: {exc!r}", file=sys.stderr, flush=True)  # fmt: skip
+                    self._stopping.wait(1.0)
+
+    def _consume_once(self, source: KafkaSource | KinesisSource) -> None:
+        fetched: Any = source.fetch(timeout_s=SOURCE_POLL_SECONDS)
+        if not fetched:
+            return
+        with self._write_lock:
+            report = source.store(fetched)
+            mine = self._note_written({s: c.files for s, c in report.streams.items()})
+        for stream, counts in report.streams.items():
+            self.consumed[stream] = self.consumed.get(stream, 0) + counts.accepted
+        self._apply_upto(mine)
 
     def source_status(self) -> list[dict[str, Any]]:
         """Each source's positions, lag, events/s over the last minute and dead letters."""
