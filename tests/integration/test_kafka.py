@@ -24,7 +24,7 @@ from clickwise.engine import describe_status, run_loop
 from clickwise.events import DeadLetters, Lake
 from clickwise.events.kafka import make_producer, send_generated
 from clickwise.examples import example_path
-from clickwise.spec import load_pipeline
+from clickwise.spec import Pipeline, load_pipeline
 from clickwise.storage import open_root
 from clickwise.tables import Tables
 
@@ -45,6 +45,16 @@ def broker() -> Iterator[TansuBroker]:
 @pytest.fixture(scope="module")
 def produced(broker: TansuBroker) -> dict[str, int]:
     return send_generated(broker.bootstrap, users=USERS, hours=HOURS, seed=SEED, start_ms=START_MS).counts
+
+
+def _one_topic_pipeline(folder: Path, stream: str, topic: str, bootstrap: str, extra: str = "") -> Pipeline:
+    """The adclick pipeline with one stream read from ``topic``."""
+    path = folder / "pipeline.yaml"
+    path.write_text(
+        f"extends: {example_path('adclick')}\nstreams:\n  {stream}:\n"
+        f"    source: {{kind: kafka, topic: {topic}, bootstrap: '{bootstrap}'{extra}}}\n"
+    )
+    return load_pipeline(path)
 
 
 def _pipeline(folder: Path, bootstrap: str, max_messages: int) -> Path:
@@ -84,12 +94,7 @@ def test_bad_messages_go_to_dead_letters_with_their_position(tmp_path: Path, bro
         producer.produce(topic, value=value, partition=0)
     assert producer.flush(30) == 0
     del producer
-    path = tmp_path / "pipeline.yaml"
-    path.write_text(
-        f"extends: {example_path('adclick')}\nstreams:\n  predictions:\n"
-        f"    source: {{kind: kafka, topic: {topic}, bootstrap: '{broker.bootstrap}'}}\n"
-    )
-    pipeline = load_pipeline(path)
+    pipeline = _one_topic_pipeline(tmp_path, "predictions", topic, broker.bootstrap)
     root = open_root(str(tmp_path / "root"))
     deadline = time.monotonic() + 30
     while Lake(root, pipeline).count("predictions") < 2 and time.monotonic() < deadline:
@@ -144,12 +149,8 @@ def test_the_service_consumes_kafka_and_answers_lookups_and_metrics(
     from clickwise.serve import Service, Settings, build_asgi
 
     topic = f"impressions_live_{random.randrange(10**9)}"
-    path = tmp_path / "pipeline.yaml"
-    path.write_text(
-        f"extends: {example_path('adclick')}\nstreams:\n  impressions:\n"
-        f"    source: {{kind: kafka, topic: {topic}, bootstrap: '{broker.bootstrap}'}}\n"
-    )
-    service = Service(load_pipeline(path), open_root(str(tmp_path / "root")))
+    pipeline = _one_topic_pipeline(tmp_path, "impressions", topic, broker.bootstrap)
+    service = Service(pipeline, open_root(str(tmp_path / "root")))
     service.start_sources()
     try:
         producer = make_producer(broker.bootstrap)
@@ -184,12 +185,7 @@ def test_a_fresh_machine_with_only_an_s3_root_resumes_where_the_last_stopped(
     tmp_path: Path, broker: TansuBroker, s3_bucket: str
 ) -> None:
     topic = f"predictions_s3_{random.randrange(10**9)}"
-    path = tmp_path / "pipeline.yaml"
-    path.write_text(
-        f"extends: {example_path('adclick')}\nstreams:\n  predictions:\n"
-        f"    source: {{kind: kafka, topic: {topic}, bootstrap: '{broker.bootstrap}', max_messages: 7}}\n"
-    )
-    pipeline = load_pipeline(path)
+    pipeline = _one_topic_pipeline(tmp_path, "predictions", topic, broker.bootstrap, ", max_messages: 7")
     producer = make_producer(broker.bootstrap)
 
     def send(first: int, count: int) -> None:
@@ -226,12 +222,7 @@ def test_a_source_restarted_after_a_failure_reads_again_what_it_had_not_stored(
         producer.produce(topic, value=orjson.dumps(record), partition=0)
     assert producer.flush(30) == 0
     del producer
-    path = tmp_path / "pipeline.yaml"
-    path.write_text(
-        f"extends: {example_path('adclick')}\nstreams:\n  predictions:\n"
-        f"    source: {{kind: kafka, topic: {topic}, bootstrap: '{broker.bootstrap}'}}\n"
-    )
-    pipeline = load_pipeline(path)
+    pipeline = _one_topic_pipeline(tmp_path, "predictions", topic, broker.bootstrap)
     root = open_root(str(tmp_path / "root"))
     (streams,) = kafka_groups(pipeline).values()
     source = KafkaSource(pipeline, root, streams)
