@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,10 +27,9 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from clickwise.errors import ClickwiseError
 from clickwise.events.ingest import Ingestor, StreamCounts
 from clickwise.events.lake import Lake
-from clickwise.events.positions import Ledger, load_ledger, recent_events, save_ledger
+from clickwise.events.positions import BrokerSource, Ledger, SourceError, load_ledger, recent_events
 from clickwise.events.readers import RawChunk, json_block, stream_json_schema
 from clickwise.spec import Pipeline
 from clickwise.spec.streams import KafkaSourceDef, StreamDef
@@ -45,10 +43,6 @@ IDLE_AFTER_S = 10.0
 """A partition that answered no fetch this long after the start counts as empty."""
 METADATA_EVERY_S = 10.0
 """How often the consumer looks for new partitions of its topics."""
-
-
-class SourceError(ClickwiseError):
-    """A source that cannot be read (broker unreachable, missing client library, bad settings)."""
 
 
 def expand_env(text: str) -> str:
@@ -106,10 +100,12 @@ class _Origins(Sequence[str]):
         return f"kafka:{message.topic()}/{message.partition()}@{message.offset()}"
 
 
-class KafkaSource:
+class KafkaSource(BrokerSource):
     """Consumes the topics of some streams (one broker, one group) into the lake: ``start()``,
     then ``poll()`` (or ``fetch()`` and ``store()``) as often as wanted, then ``close()``; or use it
     as a context manager. Groups come from :func:`kafka_groups`."""
+
+    kind = KIND
 
     def __init__(
         self,
@@ -119,24 +115,15 @@ class KafkaSource:
         *,
         ingestor: Ingestor | None = None,
     ) -> None:
-        if not streams:
-            raise SourceError("a Kafka source needs at least one stream")
-        self.pipeline = pipeline
-        self.root = root
-        self.ingestor = ingestor or Ingestor(pipeline, root)
-        self.streams = dict(streams)
+        super().__init__(pipeline, root, streams, ingestor=ingestor)
         self.by_topic = {definition.topic: name for name, definition in self.streams.items()}
         first = next(iter(self.streams.values()))
         self.bootstrap_text = first.bootstrap
         self.group = first.group
         self.max_messages = min(d.max_messages for d in self.streams.values())
-        self.ledgers: dict[str, Ledger] = {}
-        self._fresh: set[str] = set()  # streams whose next batch may have leftovers to remove
         self._consumer: Consumer | None = None
         self._assigned: set[tuple[str, int]] = set()
         self._metadata_at = 0.0
-        self._recent: deque[tuple[float, int]] = deque()  # (time, events) of recent batches
-        self.dead_letters = 0
         self.errors = 0
         self._lags: dict[str, int | None] = {}
         self._lag_at = 0.0
@@ -150,9 +137,7 @@ class KafkaSource:
             from confluent_kafka import Consumer
         except ImportError as exc:  # pragma: no cover - depends on the installation
             raise SourceError("Kafka sources need confluent-kafka: pip install 'clickwise[kafka]'") from exc
-        for stream in self.streams:
-            self.ledgers[stream] = load_ledger(self.ingestor.lake, stream, KIND)
-            self._fresh.add(stream)
+        self._load_ledgers()
         first = next(iter(self.streams.values()))
         config: dict[str, Any] = {
             "bootstrap.servers": expand_env(self.bootstrap_text),
@@ -172,19 +157,10 @@ class KafkaSource:
 
     def close(self) -> None:
         """Cache the positions and leave the broker (stored batches are already durable)."""
-        for stream, ledger in self.ledgers.items():
-            if ledger.sequence:
-                save_ledger(self.root, stream, ledger)
+        super().close()
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
-
-    def __enter__(self) -> KafkaSource:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # --- consuming -----------------------------------------------------------------------------
 
@@ -222,11 +198,10 @@ class KafkaSource:
         for stream, batch in by_stream.items():
             counts, positions = self._store(stream, batch)
             report.streams[stream] = counts
-            self.dead_letters += counts.rejected
             committed.extend(positions.items())
         if committed:
             self._commit_to_group(committed)
-            self._recent.append((time.monotonic(), report.messages))
+            self._note_read(report.messages)
         return report
 
     def _store(self, stream: str, batch: list[Message]) -> tuple[StreamCounts, dict[str, int]]:
@@ -338,10 +313,6 @@ class KafkaSource:
     def status(self) -> dict[str, Any]:
         """Positions, events/s over the last minute, dead letters and (broker-reported) lag, as of
         the last fetch (safe to call from any thread)."""
-        now = time.monotonic()
-        while self._recent and now - self._recent[0][0] > 60:
-            self._recent.popleft()
-        span = max(1.0, now - self._recent[0][0]) if self._recent else 60.0
         return {
             "kind": "kafka",
             "bootstrap": self.bootstrap_text,
@@ -355,7 +326,7 @@ class KafkaSource:
                 }
                 for stream, ledger in self.ledgers.items()
             },
-            "events_per_s": sum(n for _, n in self._recent) / span,
+            "events_per_s": self._events_per_s(),
             "dead_letters": self.dead_letters,
             "errors": self.errors,
         }

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clickwise.events.ingest import Ingestor, StreamCounts
-from clickwise.events.kafka import SendSummary, SourceError, generated_records, one_line
+from clickwise.events.kafka import SendSummary, generated_records, one_line
 from clickwise.events.lake import Lake
-from clickwise.events.positions import Ledger, load_ledger, recent_events, save_ledger
+from clickwise.events.positions import BrokerSource, SourceError, load_ledger, recent_events
 from clickwise.events.readers import RawChunk, json_block, stream_json_schema
 from clickwise.spec import Pipeline
 from clickwise.spec.streams import KinesisSourceDef
@@ -83,8 +83,10 @@ class KinesisPass:
         return self.records
 
 
-class KinesisSource:
+class KinesisSource(BrokerSource):
     """Reads the Kinesis data streams of some pipeline streams into the lake."""
+
+    kind = KIND
 
     def __init__(
         self,
@@ -95,38 +97,18 @@ class KinesisSource:
         ingestor: Ingestor | None = None,
         client: Any = None,
     ) -> None:
-        self.pipeline = pipeline
-        self.root = root
-        self.ingestor = ingestor or Ingestor(pipeline, root)
-        self.streams = dict(streams)
+        super().__init__(pipeline, root, streams, ingestor=ingestor)
         self._client = client
-        self.ledgers: dict[str, Ledger] = {}
         self._shards: dict[str, dict[str, _Shard]] = {}
         self._listed_at: dict[str, float] = {}
-        self._fresh: set[str] = set()
-        self._recent: list[tuple[float, int]] = []
-        self.dead_letters = 0
 
     def start(self) -> None:
         first = next(iter(self.streams.values()))
         self._client = self._client or kinesis_client(first)
+        self._load_ledgers()
         for stream in self.streams:
-            self.ledgers[stream] = load_ledger(self.ingestor.lake, stream, KIND)
-            self._fresh.add(stream)
             self._shards[stream] = {}
             self._list_shards(stream)
-
-    def close(self) -> None:
-        for stream, ledger in self.ledgers.items():
-            if ledger.sequence:
-                save_ledger(self.root, stream, ledger)
-
-    def __enter__(self) -> KinesisSource:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _list_shards(self, stream: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -187,12 +169,11 @@ class KinesisSource:
         ingestor with other writers hold their lock around this)."""
         report = KinesisPass()
         for stream, (records, positions) in fetched.items():
-            counts = self._store(stream, records, positions)
-            report.streams[stream] = counts
+            chunk = record_chunk(records, self.pipeline, stream)
+            source = f"kinesis:{self.streams[stream].stream_name or stream}"
+            report.streams[stream] = self._store_batch(stream, chunk, positions, source=source)
             report.records += len(records)
-            self.dead_letters += counts.rejected
-        if report.records:
-            self._recent.append((time.monotonic(), report.records))
+        self._note_read(report.records)
         return report
 
     def _readable(self, stream: str) -> list[_Shard]:
@@ -239,23 +220,7 @@ class KinesisSource:
             )
         return str(answer["ShardIterator"])
 
-    def _store(
-        self, stream: str, records: Sequence[tuple[str, dict[str, Any]]], positions: dict[str, str]
-    ) -> StreamCounts:
-        counts = self.ledgers[stream].store(
-            self.ingestor,
-            stream,
-            record_chunk(records, self.pipeline, stream),
-            positions,
-            source=f"kinesis:{self.streams[stream].stream_name or stream}",
-            maybe_leftovers=stream in self._fresh,
-        )
-        self._fresh.discard(stream)
-        return counts
-
     def status(self) -> dict[str, Any]:
-        now = time.monotonic()
-        self._recent = [(t, n) for t, n in self._recent if now - t <= 60]
         return {
             "kind": KIND,
             "streams": {
@@ -275,7 +240,7 @@ class KinesisSource:
                 }
                 for stream, ledger in self.ledgers.items()
             },
-            "events_per_s": sum(n for _, n in self._recent) / 60,
+            "events_per_s": self._events_per_s(),
             "dead_letters": self.dead_letters,
             "errors": 0,
         }

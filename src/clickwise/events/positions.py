@@ -1,4 +1,5 @@
-"""Where a broker source is in its streams, stored with the events it produced.
+"""Where a broker source is in its streams, stored with the events it produced; and the part
+every broker source shares (:class:`BrokerSource`).
 
 Each poll of a source is stored per stream as one in-memory ingest tagged ``<kind>-<sequence>``;
 its manifest entry (written after its lake files) holds ``<kind>_positions``: the next position of
@@ -9,15 +10,24 @@ restart reads the cache, then any newer entries).
 
 from __future__ import annotations
 
+import time
+from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from clickwise.errors import ClickwiseError
 from clickwise.events.ingest import Ingestor, StreamCounts, batch_digest
 from clickwise.events.lake import Lake
 from clickwise.events.readers import RawChunk
+from clickwise.spec import Pipeline
 from clickwise.storage import Root
+
+
+class SourceError(ClickwiseError):
+    """A source that cannot be read (broker unreachable, missing client library, bad settings)."""
 
 
 @dataclass
@@ -114,3 +124,79 @@ def recent_events(lake: Lake, stream: str, ledger: Ledger, since_ms: int) -> int
         total += int(entry.get("accepted", 0)) + int(entry.get("rejected", 0))
         sequence -= 1
     return total
+
+
+class BrokerSource:
+    """What Kafka and Kinesis sources share: the streams they feed, their ledgers, storing a batch
+    with its positions, and the counts ``status()`` reports. Subclasses set ``kind`` and read."""
+
+    kind = ""
+
+    def __init__(
+        self, pipeline: Pipeline, root: Root, streams: Mapping[str, Any], *, ingestor: Ingestor | None = None
+    ) -> None:
+        if not streams:
+            raise SourceError(f"a {self.kind} source needs at least one stream")
+        self.pipeline = pipeline
+        self.root = root
+        self.ingestor = ingestor or Ingestor(pipeline, root)
+        self.streams = dict(streams)
+        self.ledgers: dict[str, Ledger] = {}
+        self._fresh: set[str] = set()  # streams whose next batch may have leftovers to remove
+        self._recent: deque[tuple[float, int]] = deque()  # (time, events) of recent batches
+        self.dead_letters = 0
+
+    def _load_ledgers(self) -> None:
+        for stream in self.streams:
+            self.ledgers[stream] = load_ledger(self.ingestor.lake, stream, self.kind)
+            self._fresh.add(stream)
+
+    def close(self) -> None:
+        """Cache the positions (stored batches are already durable)."""
+        for stream, ledger in self.ledgers.items():
+            if ledger.sequence:
+                save_ledger(self.root, stream, ledger)
+
+    def start(self) -> None:  # pragma: no cover - every subclass has its own
+        raise NotImplementedError
+
+    def __enter__(self) -> BrokerSource:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _store_batch(
+        self,
+        stream: str,
+        chunk: RawChunk,
+        positions: dict[str, Any],
+        *,
+        source: str,
+        marks: dict[str, int] | None = None,
+    ) -> StreamCounts:
+        counts = self.ledgers[stream].store(
+            self.ingestor,
+            stream,
+            chunk,
+            positions,
+            source=source,
+            maybe_leftovers=stream in self._fresh,
+            marks=marks,
+        )
+        self._fresh.discard(stream)
+        self.dead_letters += counts.rejected
+        return counts
+
+    def _note_read(self, events: int) -> None:
+        if events:
+            self._recent.append((time.monotonic(), events))
+
+    def _events_per_s(self) -> float:
+        """Events stored per second over the last minute."""
+        now = time.monotonic()
+        while self._recent and now - self._recent[0][0] > 60:
+            self._recent.popleft()
+        span = max(1.0, now - self._recent[0][0]) if self._recent else 60.0
+        return sum(n for _, n in self._recent) / span
