@@ -216,3 +216,12 @@ def test_validate_one_answers_for_plain_records_and_defers_the_rest() -> None:
     bad_values.append({"view_id": "x" * 33})
     for bad in bad_values:
         assert validate_one({**plain, **bad}, VIEWS, now_ms=NOW_MS) is None
+
+
+def test_unknown_keys_are_ignored_even_those_polars_would_confuse_with_a_field() -> None:
+    record = {"view_id": "v1", "user_id": "u", "price": 1.0, "ts": 1_700_000_000_000, "ts\x00": "x", "s": [1]}
+    valid, rejected = validate(pa.Table.from_pylist([record]), VIEWS, now_ms=NOW_MS)
+    assert valid.column("view_id").to_pylist() == ["v1"] and len(rejected.rows) == 0
+    nothing_known = pa.Table.from_pylist([{"s\x00": 1, "s": 2}, {"other": 2}])
+    valid, rejected = validate(nothing_known, VIEWS, now_ms=NOW_MS)
+    assert valid.num_rows == 0 and rejected.rows.tolist() == [0, 1]

@@ -50,7 +50,13 @@ def validate(raw: pa.Table, stream: StreamDef, *, now_ms: int) -> tuple[pa.Table
     ``now_ms`` is the moment of ingest: it stamps ``_arrival_ms`` (unless the stream takes arrival
     time from the data) and bounds how far in the future an event time may be.
     """
-    frame = pl.from_arrow(raw) if raw.num_columns else pl.DataFrame()
+    # only declared fields are read: other keys are ignored, and some (a NUL inside a name) would
+    # even collide with a declared one once polars has the columns
+    declared = [name for name in raw.column_names if name in stream.fields]
+    if declared:
+        frame = pl.from_arrow(raw.select(declared))
+    else:  # no declared field at all: every row is rejected for its missing fields
+        frame = pl.DataFrame({"__rows__": np.zeros(raw.num_rows, dtype=np.int8)})
     assert isinstance(frame, pl.DataFrame)
     kept = np.arange(raw.num_rows, dtype=np.int64)
     if stream.where is not None:
