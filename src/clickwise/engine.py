@@ -24,6 +24,7 @@ from clickwise.dataset.stream import RowEmitter
 from clickwise.events import DeadLetters, Ingestor, Lake
 from clickwise.events.kafka import KafkaSource, describe_kafka, kafka_groups
 from clickwise.events.kinesis import KinesisSource, describe_kinesis, kinesis_streams
+from clickwise.events.positions import BrokerSource
 from clickwise.events.readers import expand_inputs
 from clickwise.spec import Pipeline
 from clickwise.spec.streams import PrefixSourceDef
@@ -77,7 +78,7 @@ def run_loop(
     for name, stream in pipeline.streams.items():
         if isinstance(stream.source, PrefixSourceDef):
             folders.append((stream.source.url, name))
-    sources: list[KafkaSource | KinesisSource] = [
+    sources: list[BrokerSource] = [
         KafkaSource(pipeline, root, streams, ingestor=ingestor) for streams in kafka_groups(pipeline).values()
     ]
     if kinesis_streams(pipeline):
@@ -104,15 +105,15 @@ def run_loop(
                 return
 
 
-def _event_floor(sources: Sequence[KafkaSource | KinesisSource]) -> int | None:
+def _event_floor(sources: Sequence[BrokerSource]) -> int | None:
     """Events older than this may still be unread in a broker (None: every partition is read)."""
-    floors = [s.event_time_floor() for s in sources if isinstance(s, KafkaSource)]
+    floors = [source.event_time_floor() for source in sources]
     known = [f for f in floors if f is not None]
     return min(known) if known else None
 
 
 def _consume(
-    sources: Sequence[KafkaSource | KinesisSource], seconds: float, *, once: bool, stop: threading.Event
+    sources: Sequence[BrokerSource], seconds: float, *, once: bool, stop: threading.Event
 ) -> dict[str, int]:
     """Store what the brokers hold for up to ``seconds``. With ``once``: until a poll finds nothing,
     but not before the first fetches had time to answer (high watermarks are not trusted: some

@@ -20,7 +20,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,7 +29,14 @@ import pyarrow as pa
 
 from clickwise.events.ingest import Ingestor, StreamCounts
 from clickwise.events.lake import Lake
-from clickwise.events.positions import BrokerSource, Ledger, SourceError, load_ledger, recent_events
+from clickwise.events.positions import (
+    BrokerSource,
+    Ledger,
+    SourceError,
+    SourcePass,
+    load_ledger,
+    recent_events,
+)
 from clickwise.events.readers import RawChunk, json_block, stream_json_schema
 from clickwise.spec import Pipeline
 from clickwise.spec.streams import KafkaSourceDef, StreamDef
@@ -69,19 +76,6 @@ def kafka_groups(pipeline: Pipeline) -> dict[tuple[str, str], dict[str, KafkaSou
         if isinstance(source, KafkaSourceDef):
             groups.setdefault((source.bootstrap, source.group), {})[name] = source
     return groups
-
-
-@dataclass
-class KafkaPass:
-    """What one :meth:`KafkaSource.poll` stored."""
-
-    messages: int = 0
-    streams: dict[str, StreamCounts] = field(default_factory=dict)
-    errors: int = 0
-
-    @property
-    def accepted(self) -> int:
-        return sum(c.accepted for c in self.streams.values())
 
 
 class _Origins(Sequence[str]):
@@ -164,11 +158,6 @@ class KafkaSource(BrokerSource):
 
     # --- consuming -----------------------------------------------------------------------------
 
-    def poll(self, timeout_s: float = 0.5) -> KafkaPass:
-        """Read up to ``max_messages`` (waiting at most ``timeout_s``) and store them, one batch per
-        stream, each with its positions."""
-        return self.store(self.fetch(timeout_s))
-
     def fetch(self, timeout_s: float = 0.5) -> list[Message]:
         """Read up to ``max_messages``, waiting at most ``timeout_s`` (nothing is stored yet)."""
         consumer = self._require()
@@ -180,10 +169,10 @@ class KafkaSource(BrokerSource):
             self._lags = {stream: self._lag(ledger) for stream, ledger in self.ledgers.items()}
         return messages
 
-    def store(self, messages: Sequence[Message]) -> KafkaPass:
+    def store(self, messages: Sequence[Message]) -> SourcePass:
         """Store fetched messages in the lake, one batch per stream, each with its positions (callers
         that share the ingestor with other writers hold their lock around this)."""
-        report = KafkaPass()
+        report = SourcePass()
         by_stream: dict[str, list[Message]] = {}
         for message in messages:
             if message.error() is not None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from clickwise.events.ingest import Ingestor, StreamCounts
+from clickwise.events.ingest import Ingestor
 from clickwise.events.kafka import SendSummary, generated_records, one_line
 from clickwise.events.lake import Lake
-from clickwise.events.positions import BrokerSource, SourceError, load_ledger, recent_events
+from clickwise.events.positions import BrokerSource, SourceError, SourcePass, load_ledger, recent_events
 from clickwise.events.readers import RawChunk, json_block, stream_json_schema
 from clickwise.spec import Pipeline
 from clickwise.spec.streams import KinesisSourceDef
@@ -68,19 +68,6 @@ class _Shard:
 
 Fetched = dict[str, tuple[list[tuple[str, dict[str, Any]]], dict[str, str]]]
 """Per stream: (shard id, record) pairs read and the positions they reach."""
-
-
-@dataclass
-class KinesisPass:
-    """What one :meth:`KinesisSource.poll` stored."""
-
-    records: int = 0
-    streams: dict[str, StreamCounts] = field(default_factory=dict)
-
-    @property
-    def messages(self) -> int:
-        """Records read (the name Kafka passes use)."""
-        return self.records
 
 
 class KinesisSource(BrokerSource):
@@ -139,11 +126,6 @@ class KinesisSource(BrokerSource):
                 shard.ending = int(ending)
         self._listed_at[stream] = time.monotonic()
 
-    def poll(self, timeout_s: float = 0.0, *, max_records: int | None = None) -> KinesisPass:
-        """Read what each readable shard holds (up to ``max_records`` a shard) and store it, one
-        batch per stream with its positions (an empty read waits up to ``timeout_s``)."""
-        return self.store(self.fetch(timeout_s, max_records=max_records))
-
     def fetch(self, timeout_s: float = 0.0, *, max_records: int | None = None) -> Fetched:
         """Read each readable shard once (nothing is stored yet). With ``timeout_s``, an empty
         read waits that long (at most 0.2 s: Kinesis allows five reads a second per shard)."""
@@ -164,16 +146,16 @@ class KinesisSource(BrokerSource):
             time.sleep(min(timeout_s, 0.2))
         return fetched
 
-    def store(self, fetched: Fetched) -> KinesisPass:
+    def store(self, fetched: Fetched) -> SourcePass:
         """Store fetched records, one batch per stream with its positions (callers that share the
         ingestor with other writers hold their lock around this)."""
-        report = KinesisPass()
+        report = SourcePass()
         for stream, (records, positions) in fetched.items():
             chunk = record_chunk(records, self.pipeline, stream)
             source = f"kinesis:{self.streams[stream].stream_name or stream}"
             report.streams[stream] = self._store_batch(stream, chunk, positions, source=source)
-            report.records += len(records)
-        self._note_read(report.records)
+            report.messages += len(records)
+        self._note_read(report.messages)
         return report
 
     def _readable(self, stream: str) -> list[_Shard]:

@@ -11,6 +11,7 @@ restart reads the cache, then any newer entries).
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -126,7 +127,16 @@ def recent_events(lake: Lake, stream: str, ledger: Ledger, since_ms: int) -> int
     return total
 
 
-class BrokerSource:
+@dataclass
+class SourcePass:
+    """What one poll of a broker source stored."""
+
+    messages: int = 0  # read (Kafka messages or Kinesis records)
+    streams: dict[str, StreamCounts] = field(default_factory=dict)
+    errors: int = 0  # broker errors delivered in place of messages
+
+
+class BrokerSource(ABC):
     """What Kafka and Kinesis sources share: the streams they feed, their ledgers, storing a batch
     with its positions, and the counts ``status()`` reports. Subclasses set ``kind`` and read."""
 
@@ -157,8 +167,31 @@ class BrokerSource:
             if ledger.sequence:
                 save_ledger(self.root, stream, ledger)
 
-    def start(self) -> None:  # pragma: no cover - every subclass has its own
-        raise NotImplementedError
+    @abstractmethod
+    def start(self) -> None:
+        """Connect and resume from the stored positions (:meth:`_load_ledgers`)."""
+
+    @abstractmethod
+    def fetch(self, timeout_s: float = 0.0) -> Any:
+        """Read what is there (waiting at most ``timeout_s`` when nothing is); nothing stored yet.
+        The result is falsy when nothing was read."""
+
+    @abstractmethod
+    def store(self, fetched: Any) -> SourcePass:
+        """Store what :meth:`fetch` read, one batch per stream with its positions."""
+
+    def poll(self, timeout_s: float = 0.0) -> SourcePass:
+        """:meth:`fetch` then :meth:`store`."""
+        return self.store(self.fetch(timeout_s))
+
+    def event_time_floor(self) -> int | None:
+        """Events older than this may still be unread (None: no such bound is known). Sources that
+        track the newest event time of each partition override it; training rows wait for it."""
+        return None
+
+    @abstractmethod
+    def status(self) -> dict[str, Any]:
+        """Positions, lag, events/s over the last minute and dead letters (safe from any thread)."""
 
     def __enter__(self) -> BrokerSource:
         self.start()

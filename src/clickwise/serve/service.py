@@ -27,6 +27,7 @@ from clickwise.errors import ClickwiseError
 from clickwise.events import Ingestor
 from clickwise.events.kafka import KafkaSource, kafka_groups
 from clickwise.events.kinesis import KinesisSource, kinesis_streams
+from clickwise.events.positions import BrokerSource
 from clickwise.events.validate import EVENT_MS, validate, validate_one
 from clickwise.features import FeatureSet
 from clickwise.model import Predictor, list_versions, resolve
@@ -94,7 +95,7 @@ class Service:
         self._checkpointed = time.monotonic()
         self._unapplied: dict[str, list[str]] = {}  # lake files written, not yet in the tables
         self._written = 0  # ingest batches written to the lake
-        self.sources: list[KafkaSource | KinesisSource] = []
+        self.sources: list[BrokerSource] = []
         self.consumed: dict[str, int] = {}  # events stored from sources, by stream
         self.source_errors = 0  # failed reads of sources (retried)
         self._consumer_thread: threading.Thread | None = None
@@ -227,7 +228,7 @@ class Service:
                           f"stored positions in 1 s: {exc!r}", file=sys.stderr, flush=True)  # fmt: skip
                     self._stopping.wait(1.0)
 
-    def _consume_once(self, source: KafkaSource | KinesisSource) -> None:
+    def _consume_once(self, source: BrokerSource) -> None:
         fetched: Any = source.fetch(timeout_s=SOURCE_POLL_SECONDS)
         if not fetched:
             return
