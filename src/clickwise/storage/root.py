@@ -91,6 +91,15 @@ class Root:
         except OSError as exc:
             raise StorageError(f"cannot read {self.url}/{relative}: {exc}") from exc
 
+    def sizes(self, relatives: Iterable[str]) -> dict[str, int]:
+        """The size in bytes of each file (one listing call; on object stores, one request each)."""
+        paths = list(relatives)
+        try:
+            infos = self.fs.get_file_info([self.path(relative) for relative in paths])
+        except OSError as exc:
+            raise StorageError(f"cannot stat files under {self.url}: {exc}") from exc
+        return {relative: max(0, info.size or 0) for relative, info in zip(paths, infos, strict=True)}
+
     def write_parquet(
         self,
         relative: str,

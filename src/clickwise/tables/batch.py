@@ -15,7 +15,6 @@ import numba
 import numpy as np
 import pyarrow as pa
 
-from clickwise.tables.evaluate import masked_prefix
 from clickwise.tables.feeds import FIXED_POINT_SCALE, AggPlan, Feed, RatioPlan
 from clickwise.tables.runs import Run, key_order
 from clickwise.tables.sketch import REGISTERS, REST_BITS, estimate_from_registers
@@ -76,7 +75,8 @@ def evaluate_feed_batch(feed: Feed, run: Run | None, pairs: Pairs) -> dict[str, 
     positions = _locate(
         run.distinct,
         run.starts.astype(np.int64, copy=False),
-        run.event_ms,
+        run.times,
+        run.base_ms,
         pairs.sorted_hash,
         pairs.sorted_known,
         pairs.sorted_ms,
@@ -128,7 +128,7 @@ def _aggregate(
         else:
             last = _last_valid(valid, start, end)
         found = last >= 0
-        return Column(np.where(found, as_of_ms - run.event_ms[np.maximum(last, 0)], 0), found)
+        return Column(np.where(found, as_of_ms - run.event_ms(np.maximum(last, 0)), 0), found)
     assert valid is not None
     values = run.values[agg.column]
     labels = run.labels.get(agg.column)
@@ -139,13 +139,13 @@ def _aggregate(
         return Column(chosen, found, labels)
     first = op == "first"
     index = _first_valid(valid, start, end) if first else _last_valid(valid, start, end)
-    arrival = run.arrival_ms if run.arrival_ms is not None else np.zeros(0, dtype=np.int64)
-    chosen = _pick_tied(run.event_ms, arrival, values, valid, index, start, end, first)
+    arrivals = run.arrivals if run.arrivals is not None else np.zeros(0, dtype=np.int64)
+    chosen = _pick_tied(run.times, arrivals, values, valid, index, start, end, first)
     return Column(chosen, index >= 0, labels)
 
 
 def _sum_or_mean(agg: AggPlan, run: Run, start: np.ndarray, end: np.ndarray) -> Column:
-    fixed = masked_prefix(run, agg)
+    fixed = run.totals[agg.column]
     total = fixed[end] - fixed[start]
     is_float = agg.field_type == "float"
     if agg.op == "sum":
@@ -275,7 +275,8 @@ def _backward(times: np.ndarray, a: int, b: int, target: int) -> int:
 def _locate(
     distinct: np.ndarray,
     key_starts: np.ndarray,
-    event_ms: np.ndarray,
+    times: np.ndarray,
+    base_ms: int,
     key_hash: np.ndarray,
     known: np.ndarray,
     as_of_ms: np.ndarray,
@@ -287,6 +288,7 @@ def _locate(
     its answer goes): per pair, its key's first row (``lo``), the first
     row at or after its time (``end``; rows ``[lo, end)`` are the key's events before T) and, per
     window, the first row at or after ``floor(T - w, hop)``; returned as rows of one array.
+    ``times`` are the run's event times minus ``base_ms``.
 
     Keys only move forward, and while the key stays the same and the time does not go back, every
     position only moves forward too, so each search gallops on from the last one.
@@ -326,20 +328,21 @@ def _locate(
             continue
         low = key_starts[position]
         high = key_starts[position + 1]
-        target = as_of_ms[i]
+        moment = as_of_ms[i]
+        target = moment - base_ms
         moving_on = not fresh and target >= last_target
-        last_end = _forward(event_ms, last_end if moving_on else low, high, target)
+        last_end = _forward(times, last_end if moving_on else low, high, target)
         target_index = order[i]
         out[0, target_index] = low
         out[1, target_index] = last_end
         for w in range(windows):
-            bound = ((target - window_ms[w]) // hop_ms[w]) * hop_ms[w]
+            bound = ((moment - window_ms[w]) // hop_ms[w]) * hop_ms[w] - base_ms  # hops: absolute time
             if moving_on:
-                previous[w] = _forward(event_ms, previous[w], last_end, bound)
-            elif event_ms[low] >= bound:
+                previous[w] = _forward(times, previous[w], last_end, bound)
+            elif times[low] >= bound:
                 previous[w] = low
             else:
-                previous[w] = _backward(event_ms, low, last_end, bound)
+                previous[w] = _backward(times, low, last_end, bound)
             out[2 + w, target_index] = previous[w]
         last_target = target
     return out
@@ -369,7 +372,7 @@ def _first_valid(valid: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.nd
 
 @numba.njit(cache=True, nogil=True)
 def _pick_tied(
-    event_ms: np.ndarray,
+    times: np.ndarray,
     arrival: np.ndarray,
     values: np.ndarray,
     valid: np.ndarray,
@@ -389,7 +392,7 @@ def _pick_tied(
         best = values[k]
         step = 1 if first else -1
         j = k + step
-        while start[i] <= j < end[i] and event_ms[j] == event_ms[k]:
+        while start[i] <= j < end[i] and times[j] == times[k]:
             if has_arrival and arrival[j] != arrival[k]:
                 break
             if valid[j]:

@@ -115,10 +115,16 @@ class Tables:
             save_checkpoint(root, checkpoint)
         remove_unreferenced(root, checkpoint)
         tables = cls(pipeline, root, checkpoint, clock or SystemClock())
-        for feed_name, paths in checkpoint.runs.items():
-            tables._runs[feed_name] = [_load_run(root, path) for path in paths]
-            tables._loaded[feed_name] = list(tables._runs[feed_name])
+        feeds = {feed.name: feed for table_feeds in tables._feeds.values() for feed in table_feeds}
+        sizes = root.sizes(path for paths in checkpoint.runs.values() for path in paths)
+        loaded = {}  # the largest files first, while little else is resident: a lower peak
+        by_size = sorted(checkpoint.runs.items(), key=lambda item: -sum(sizes[path] for path in item[1]))
+        for feed_name, paths in by_size:
+            loaded[feed_name] = [_load_run(root, path, feeds[feed_name].summed_columns) for path in paths]
             release_free_memory()  # each file's decoding buffers, before the next file's
+        for feed_name in checkpoint.runs:
+            tables._runs[feed_name] = loaded[feed_name]
+            tables._loaded[feed_name] = list(loaded[feed_name])
         for stream, path in checkpoint.pending.items():
             tables._pending[stream] = pl.from_arrow(root.read_parquet([path]))  # type: ignore[assignment]
         tables._publish()
@@ -549,8 +555,8 @@ class Tables:
         texts: set[str] = set()
         for feed in self._table_feeds(table):
             for run in self._view.get(feed.name, ()):
-                first_ms = run.event_ms[run.starts[:-1]]  # rows are in time order within a key
-                early = np.flatnonzero(first_ms < moment)
+                first = run.times[run.starts[:-1]]  # rows are in time order within a key
+                early = np.flatnonzero(first < run.offsets([moment])[0])
                 if len(early):
                     texts.update(run.key_texts.take(pa.array(early)).to_pylist())
         return sorted(texts)
@@ -594,9 +600,9 @@ class Tables:
         return hash_text(key_text(parts))
 
 
-def _load_run(root: Root, path: str) -> Run:
+def _load_run(root: Root, path: str, summed: frozenset[str]) -> Run:
     try:
-        return Run.from_bytes(root.read_buffer(path), texts=_texts_loader(root, path))
+        return Run.from_bytes(root.read_buffer(path), texts=_texts_loader(root, path), summed=summed)
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise StateError(
             f"cannot read table state file {root.url}/{path} ({exc}); rebuild the tables from the lake "

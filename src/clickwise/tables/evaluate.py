@@ -70,7 +70,7 @@ def evaluate_feed(feed: Feed, runs: Sequence[Run], key_hash: int, as_of_ms: int)
     bounds = [as_of_ms, *(((as_of_ms - w) // h) * h for w, h in plan.pairs)]
     if len(slices) == 1:  # the common case after compaction: no partials to merge
         run, lo, hi = slices[0]
-        positions = (run.event_ms[lo:hi].searchsorted(bounds) + lo).tolist()
+        positions = (run.times[lo:hi].searchsorted(run.offsets(bounds)) + lo).tolist()
         end = positions[0]
         result = {}
         for agg, slot in zip(feed.aggs, plan.slots, strict=True):
@@ -78,10 +78,11 @@ def evaluate_feed(feed: Feed, runs: Sequence[Run], key_hash: int, as_of_ms: int)
         return result
     partials: list[list[Partial]] = [[] for _ in feed.aggs]
     for run, lo, hi in slices:
-        times = run.event_ms[lo:hi]
-        if times[0] >= as_of_ms:
+        times = run.times[lo:hi]
+        offsets = run.offsets(bounds)
+        if times[0] >= offsets[0]:
             continue
-        positions = (times.searchsorted(bounds) + lo).tolist()
+        positions = (times.searchsorted(offsets) + lo).tolist()
         end = positions[0]
         for index, (agg, slot) in enumerate(zip(feed.aggs, plan.slots, strict=True)):
             start = lo if slot < 0 else positions[slot + 1]
@@ -93,7 +94,15 @@ def evaluate_feed(feed: Feed, runs: Sequence[Run], key_hash: int, as_of_ms: int)
 def _from_one_run(feed: Feed, plan: _Plan, run: Run, key_hash: int, as_of_ms: int) -> dict[str, Any]:
     edges = np.empty(3 + len(plan.pairs), dtype=np.int64)
     found = locate(
-        run.distinct, run.starts, run.event_ms, np.uint64(key_hash), as_of_ms, plan.windows, plan.hops, edges
+        run.distinct,
+        run.starts,
+        run.times,
+        run.base_ms,
+        np.uint64(key_hash),
+        as_of_ms,
+        plan.windows,
+        plan.hops,
+        edges,
     )
     if not found:
         return {agg.name: _finish(agg, [], as_of_ms) for agg in feed.aggs}
@@ -111,8 +120,6 @@ def prepare_run(feed: Feed, run: Run) -> None:
     for agg in feed.aggs:  # (a sum needs no count of its rows: only a mean divides by it)
         if agg.op in ("count", "mean") and agg.valid_column in run.values:
             run.prefix(agg.valid_column)  # counts of included rows
-        if agg.op in ("sum", "mean"):
-            masked_prefix(run, agg)
 
 
 def _single(agg: AggPlan, run: Run, start: int, end: int, as_of_ms: int) -> Any:
@@ -130,7 +137,7 @@ def _single(agg: AggPlan, run: Run, start: int, end: int, as_of_ms: int) -> Any:
     if op == "time_since_last":
         valid = run.values.get(agg.valid_column)
         index = end - 1 if valid is None else last_valid_index(valid, start, end)
-        return None if index < 0 else as_of_ms - int(run.event_ms[index])
+        return None if index < 0 else as_of_ms - run.time_at(index)
     if op in ("first", "last"):
         return _first_or_last_one(agg, run, start, end, as_of_ms)
     if op == "distinct_count":
@@ -138,7 +145,7 @@ def _single(agg: AggPlan, run: Run, start: int, end: int, as_of_ms: int) -> Any:
         if count >= 0:
             return count  # above the exact bound (-1): the sketch of the general path
     if op in ("sum", "mean"):
-        fixed = masked_prefix(run, agg)
+        fixed = run.totals[agg.column]
         count = 0
         if op == "mean":
             counts = run.prefix(agg.valid_column)
@@ -155,11 +162,11 @@ def _partial(agg: AggPlan, run: Run, start: int, end: int) -> Partial:
         return _count(run, valid_name, start, end) if has_mask else end - start
     if op == "time_since_last":
         if not has_mask:
-            return int(run.event_ms[end - 1])
+            return run.time_at(end - 1)
         index = last_valid_index(run.values[valid_name], start, end)
-        return int(run.event_ms[index]) if index >= 0 else None
+        return run.time_at(index) if index >= 0 else None
     if op in ("sum", "mean"):
-        fixed = masked_prefix(run, agg)
+        fixed = run.totals[agg.column]
         count = _count(run, valid_name, start, end) if op == "mean" else 0  # a sum ignores its count
         return int(fixed[end] - fixed[start]), count
     mask = run.values[valid_name][start:end]
@@ -179,18 +186,6 @@ def _count(run: Run, mask_name: str, start: int, end: int) -> int:
     return int(prefix[end] - prefix[start])
 
 
-def masked_prefix(run: Run, agg: AggPlan) -> np.ndarray:
-    """Cumulative fixed-point sums of an aggregation's valid values (cached on the run)."""
-    name = f"{agg.column}*"
-    cached = run._prefix.get(name)
-    if cached is None:
-        data = np.where(run.values[agg.valid_column], run.values[agg.column], 0)
-        cached = np.zeros(len(data) + 1, dtype=np.int64)
-        np.cumsum(data, out=cached[1:], dtype=np.int64)
-        run._prefix[name] = cached
-    return cached
-
-
 def _first_or_last_one(agg: AggPlan, run: Run, start: int, end: int, as_of_ms: int) -> Any:
     """The first/last value of rows ``[start, end)`` of one run: the row itself unless another row
     of the same moment is beside it (then the general path breaks the tie)."""
@@ -200,7 +195,7 @@ def _first_or_last_one(agg: AggPlan, run: Run, start: int, end: int, as_of_ms: i
     if index < 0:
         return None
     neighbour = index - 1 if last else index + 1
-    if start <= neighbour < end and run.event_ms[neighbour] == run.event_ms[index]:
+    if start <= neighbour < end and run.times[neighbour] == run.times[index]:
         return _finish(agg, [_first_or_last(run, agg, start, end, valid[start:end])], as_of_ms)
     return _py(run.decode(agg.column, run.values[agg.column][index]))
 
@@ -209,22 +204,21 @@ def _first_or_last(run: Run, agg: AggPlan, start: int, end: int, mask: np.ndarra
     """(event_ms, arrival_ms, value) of the first/last included event; exact ties pick min/max value."""
     last = agg.op != "first"
     index = end - 1 - int(mask[::-1].argmax()) if last else start + int(mask.argmax())
-    event_ms = int(run.event_ms[index])
+    times, arrivals = run.times, run.arrivals
     neighbour = index + 1 if not last else index - 1  # rows of one moment are adjacent (time order)
-    if not start <= neighbour < end or int(run.event_ms[neighbour]) != event_ms:  # no tie: the row itself
-        arrival_ms = int(run.arrival_ms[index]) if run.arrival_ms is not None else 0
-        return event_ms, arrival_ms, run.decode(agg.column, run.values[agg.column][index])
+    if not start <= neighbour < end or times[neighbour] != times[index]:  # no tie: the row itself
+        arrival_ms = int(arrivals[index]) + run.arrival_base_ms if arrivals is not None else 0
+        return run.time_at(index), arrival_ms, run.decode(agg.column, run.values[agg.column][index])
     hits = np.flatnonzero(mask) + start
     index = int(hits[0] if agg.op == "first" else hits[-1])
-    event_ms = int(run.event_ms[index])
-    tied = hits[run.event_ms[hits] == event_ms]
+    tied = hits[times[hits] == times[index]]
     arrival_ms = 0
-    if run.arrival_ms is not None:
-        arrival_ms = int(run.arrival_ms[index])
-        tied = tied[run.arrival_ms[tied] == arrival_ms]
+    if arrivals is not None:
+        arrival_ms = int(arrivals[index]) + run.arrival_base_ms
+        tied = tied[arrivals[tied] == arrivals[index]]
     candidates = [run.values[agg.column][i] for i in tied.tolist()]
     value = min(candidates) if agg.op == "first" else max(candidates)
-    return event_ms, arrival_ms, run.decode(agg.column, value)
+    return run.time_at(index), arrival_ms, run.decode(agg.column, value)
 
 
 def _finish(agg: AggPlan, partials: list[Partial], as_of_ms: int) -> Any:

@@ -64,6 +64,11 @@ class Feed:
     def name(self) -> str:
         return f"{self.table}.{self.stream}"
 
+    @property
+    def summed_columns(self) -> frozenset[str]:
+        """Value columns only ever summed (sums and means): runs keep their running totals."""
+        return frozenset(agg.column for agg in self.aggs if agg.op in ("sum", "mean"))
+
     def input_fields(self) -> list[str]:
         """Event fields this feed reads (keys, aggregated fields, filter fields)."""
         fields = dict.fromkeys(self.key_fields)

@@ -56,14 +56,13 @@ def _last_as_of(events: pl.DataFrame, hashes: pl.Series, agg: AggPlan, runs: Seq
         index = np.repeat(lo - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
         valid = run.values[agg.valid_column][index]
         index, owner = index[valid], owner[valid]
+        arrival = run.arrival_ms(index)
         parts.append(
             pl.DataFrame(
                 {
                     "h": owner,
-                    "t": run.event_ms[index],
-                    "a": run.arrival_ms[index]
-                    if run.arrival_ms is not None
-                    else np.zeros(len(index), np.int64),
+                    "t": run.event_ms(index),
+                    "a": arrival if arrival is not None else np.zeros(len(index), np.int64),
                     "v": pl.Series(_decoded(run, agg.column, index), dtype=_dtype(agg)),
                 }
             )

@@ -15,7 +15,8 @@ import numpy as np
 def locate(
     distinct: np.ndarray,
     starts: np.ndarray,
-    event_ms: np.ndarray,
+    times: np.ndarray,
+    base_ms: int,
     key_hash: np.uint64,
     as_of_ms: int,
     windows: np.ndarray,
@@ -24,7 +25,8 @@ def locate(
 ) -> bool:
     """Find ``key_hash``'s rows ``[out[0], out[1])``, the end of the rows before ``as_of_ms``
     (``out[2]``) and the start of each window pair's rows (``out[3 + i]``, window lower edge
-    ``floor(as_of_ms - windows[i], hops[i])``). False when the run has no row of the key."""
+    ``floor(as_of_ms - windows[i], hops[i])``). ``times`` are event times minus ``base_ms``.
+    False when the run has no row of the key."""
     position = np.searchsorted(distinct, key_hash)
     if position == len(distinct) or distinct[position] != key_hash:
         return False
@@ -32,11 +34,25 @@ def locate(
     hi = np.int64(starts[position + 1])
     out[0] = lo
     out[1] = hi
-    out[2] = lo + np.searchsorted(event_ms[lo:hi], as_of_ms)
+    out[2] = lo + _search(times, lo, hi, as_of_ms - base_ms)
     for i in range(len(windows)):
-        edge = ((as_of_ms - windows[i]) // hops[i]) * hops[i]
-        out[3 + i] = lo + np.searchsorted(event_ms[lo:hi], edge)
+        edge = ((as_of_ms - windows[i]) // hops[i]) * hops[i]  # hops align on absolute time
+        out[3 + i] = lo + _search(times, lo, hi, edge - base_ms)
     return True
+
+
+@numba.njit(cache=True, nogil=True)
+def _search(times: np.ndarray, lo: np.int64, hi: np.int64, target: int | np.int64) -> np.int64:
+    """How many of ``times[lo:hi]`` (sorted) are below ``target`` (compared as int64: a target
+    outside the int32 range of offsets still compares right)."""
+    low, high = lo, hi
+    while low < high:
+        middle = (low + high) >> 1
+        if np.int64(times[middle]) < target:
+            low = middle + 1
+        else:
+            high = middle
+    return low - lo
 
 
 @numba.njit(cache=True, nogil=True)

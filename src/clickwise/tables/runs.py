@@ -10,7 +10,7 @@ text, so hashes are recomputed on load and never persisted.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +20,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clickwise.events.filters import filter_expr
+from clickwise.memory import release_free_memory
 from clickwise.tables.feeds import FIXED_POINT_SCALE, AggPlan, Feed
 from clickwise.tables.hashing import hash_text, hash_texts
 from clickwise.tables.sketch import hash_values
 from clickwise.tables.sorting import merge_sorted_blocks, radix_argsort
 
 KEY_SEPARATOR = "\x1f"
+_OFFSET_LIMIT = 2**31 - 1  # int32 offsets hold a run spanning up to 24.8 days
 _FIXED_LIMIT = 9e9  # |value| beyond this would overflow the fixed-point grid; such values are clipped
 
 
@@ -59,13 +61,67 @@ def frame_key_hashes(frame: pl.DataFrame, fields: Sequence[str]) -> tuple[np.nda
 
 @dataclass
 class Run:
-    """Sorted columns of one feed's events. Treat as immutable.
+    """Sorted columns of one feed's events. Treat as immutable; build one with :meth:`of`.
 
     ``distinct`` holds each key hash once (sorted), ``starts`` where its rows begin (one more entry
     than ``distinct``) and ``key_texts`` its text, so key texts are kept once per key, not per event.
     A text value column holds int32 codes into ``labels[column]`` (sorted, so codes order like the
     texts).
+
+    Event times are kept as offsets from ``base_ms`` (and arrival times from ``arrival_base_ms``):
+    int32 when the run spans less than 24.8 days, which halves the largest columns of a run.
+    Offsets order and tie exactly like the times; :meth:`offset` turns a moment into the run's
+    scale for searches.
+
+    A column that is only ever summed (sums and means) is kept as its running total, ``totals``,
+    of the included rows' values with a leading 0: reads need only the total, so the values
+    themselves (their differences) are not kept too.
     """
+
+    @classmethod
+    def of(
+        cls,
+        event_ms: np.ndarray,
+        arrival_ms: np.ndarray | None,
+        values: dict[str, np.ndarray],
+        distinct: np.ndarray,
+        starts: np.ndarray,
+        texts: pa.Array | Callable[[], pa.Array],
+        labels: dict[str, np.ndarray] | None = None,
+        summed: Collection[str] = (),
+    ) -> Run:
+        """A run from absolute event (and arrival) times in milliseconds; the ``summed`` columns of
+        ``values`` are kept as running totals."""
+        times, base_ms = _offsets(event_ms)
+        arrivals, arrival_base_ms = (None, 0) if arrival_ms is None else _offsets(arrival_ms)
+        values, totals = _split_totals(values, summed)
+        labels = labels or {}
+        return cls(times, base_ms, arrivals, arrival_base_ms, values, distinct, starts, texts, labels, totals)
+
+    def event_ms(self, index: Any = slice(None)) -> np.ndarray:
+        """Absolute event times (int64) of the rows at ``index`` (all rows by default)."""
+        return self.times[index].astype(np.int64) + self.base_ms
+
+    def arrival_ms(self, index: Any = slice(None)) -> np.ndarray | None:
+        """Absolute arrival times (int64) of the rows at ``index``; None when the run keeps none."""
+        if self.arrivals is None:
+            return None
+        return self.arrivals[index].astype(np.int64) + self.arrival_base_ms
+
+    def time_at(self, row: int) -> int:
+        """The event time of one row, in milliseconds."""
+        return int(self.times[row]) + self.base_ms
+
+    def offset(self, moment_ms: int) -> int:
+        """A moment on the scale of :attr:`times` (for compiled searches: any int64 compares right)."""
+        return moment_ms - self.base_ms
+
+    def offsets(self, moments_ms: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Moments on the scale of :attr:`times`, in its dtype (clipped: every time lies inside), so
+        ``times.searchsorted`` never converts the run's column."""
+        limit = np.iinfo(self.times.dtype)
+        shifted = np.asarray(moments_ms, dtype=np.int64) - self.base_ms
+        return np.clip(shifted, limit.min, limit.max).astype(self.times.dtype)
 
     @property
     def key_texts(self) -> pa.Array:
@@ -79,17 +135,20 @@ class Run:
         labels = self.labels.get(column)
         return value if labels is None else labels[int(value)]
 
-    event_ms: np.ndarray  # int64, sorted within a key
-    arrival_ms: np.ndarray | None
+    times: np.ndarray  # event time - base_ms, sorted within a key (int32 or int64)
+    base_ms: int
+    arrivals: np.ndarray | None  # arrival time - arrival_base_ms, when the feed has first/last
+    arrival_base_ms: int
     values: dict[str, np.ndarray]  # per aggregation column name
     distinct: np.ndarray
     starts: np.ndarray
     texts_ref: pa.Array | Callable[[], pa.Array]  # or a loader: texts are read only when asked for
     labels: dict[str, np.ndarray] = field(default_factory=dict)  # text columns: sorted distinct values
+    totals: dict[str, np.ndarray] = field(default_factory=dict)  # summed columns: running totals
     _prefix: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
-        return len(self.event_ms)
+        return len(self.times)
 
     def key_slice(self, key_hash: int) -> tuple[int, int]:
         """The rows of one key: one binary search over the run's distinct keys."""
@@ -109,6 +168,11 @@ class Run:
             self._prefix[column] = cached
         return cached
 
+    def summed_values(self) -> dict[str, np.ndarray]:
+        """The values of the summed columns, from their running totals (rows a mask leaves out
+        read as 0: no read sums them)."""
+        return {name: np.diff(total) for name, total in self.totals.items()}
+
     def to_bytes(self) -> bytes:
         """Two Parquet files (events, then one row per key: text and count) behind a length.
 
@@ -116,15 +180,15 @@ class Run:
         (they are recomputed from the key texts on load), so a run is smaller than the lake events
         it came from.
         """
-        columns: dict[str, pa.Array] = {"event_ms": pa.array(self.event_ms)}
-        if self.arrival_ms is not None:
-            columns["arrival_ms"] = pa.array(self.arrival_ms)
-        for name, data in self.values.items():
+        columns: dict[str, pa.Array] = {"event_ms": pa.array(self.event_ms())}
+        if self.arrivals is not None:
+            columns["arrival_ms"] = pa.array(self.arrival_ms())
+        for name, data in {**self.values, **self.summed_values()}.items():
             labels = self.labels.get(name)
             if labels is None:
                 columns[name] = pa.array(data)
             else:  # rows left out by the valid mask are stored as nulls
-                valid = self.values.get("n_" + name.removeprefix("v_"))
+                valid = self.values.get(_valid_name(name))
                 mask = ~valid if valid is not None else None
                 codes = pa.array(data, pa.int32(), mask=mask)
                 columns[name] = pa.DictionaryArray.from_arrays(codes, pa.array(labels, pa.string()))
@@ -138,35 +202,50 @@ class Run:
         return len(first).to_bytes(8, "little") + first + second
 
     @classmethod
-    def from_bytes(cls, data: bytes | pa.Buffer, *, texts: Callable[[], pa.Array] | None = None) -> Run:
-        """A run from :meth:`to_bytes` output. With ``texts`` (a loader), key texts are not read
-        now: only snapshots and key listings need them."""
+    def from_bytes(
+        cls,
+        data: bytes | pa.Buffer,
+        *,
+        texts: Callable[[], pa.Array] | None = None,
+        summed: Collection[str] = (),
+    ) -> Run:
+        """A run from :meth:`to_bytes` output, keeping the ``summed`` columns as running totals.
+        With ``texts`` (a loader), key texts are not read now: only snapshots and key listings need
+        them."""
         events_part, keys_part = _parts(data)
         schema = pq.read_schema(pa.BufferReader(events_part))
+        names = schema.names
         texts_columns = [
             f.name
             for f in schema
             if f.name.startswith("v_") and (pa.types.is_string(f.type) or pa.types.is_dictionary(f.type))
         ]
-        events = pq.read_table(pa.BufferReader(events_part), read_dictionary=texts_columns)
-        keys = pq.read_table(pa.BufferReader(keys_part), columns=["hash", "count"])
-        distinct = _to_numpy(keys.column("hash"))
-        counts = _to_numpy(keys.column("count"))
-        del keys
-        starts = starts_from_counts(counts)
-        fixed = ("event_ms", "arrival_ms")
-        values = {
-            name: _to_numpy(events.column(name))
-            for name in events.column_names
-            if name not in fixed and name not in texts_columns
+        events = pq.ParquetFile(pa.BufferReader(events_part), read_dictionary=texts_columns)
+        keys = pq.ParquetFile(pa.BufferReader(keys_part))  # (a column at a time: less memory at once)
+        starts = starts_from_counts(_to_numpy(keys.read(columns=["count"]).column(0)))
+        distinct = _to_numpy(keys.read(columns=["hash"]).column(0))
+
+        def column(name: str) -> pa.ChunkedArray:  # one at a time: a decoded column is freed early
+            release_free_memory()  # (the last column's decoding buffers)
+            return events.read(columns=[name]).column(0)
+
+        times, base_ms = _offsets(_to_numpy(column("event_ms")))
+        arrivals, arrival_base_ms = None, 0
+        if "arrival_ms" in names:
+            arrivals, arrival_base_ms = _offsets(_to_numpy(column("arrival_ms")))
+        values, labels = {}, {}
+        for name in names:
+            if name in texts_columns:
+                values[name], labels[name] = _codes_from_dictionary(column(name))
+            elif name not in ("event_ms", "arrival_ms") and name not in summed:
+                values[name] = _to_numpy(column(name))
+        totals = {  # (after the valid masks they read)
+            name: _running_total(_to_numpy(column(name)), values.get(_valid_name(name)))
+            for name in names
+            if name in summed
         }
-        labels = {}
-        for name in texts_columns:
-            values[name], labels[name] = _codes_from_dictionary(events.column(name))
-        arrival = _to_numpy(events.column("arrival_ms")) if "arrival_ms" in events.column_names else None
-        event_ms = _to_numpy(events.column("event_ms"))
-        key_texts = texts if texts is not None else read_key_texts(data)
-        return cls(event_ms, arrival, values, distinct, starts, key_texts, labels)
+        texts = texts if texts is not None else read_key_texts(data)
+        return cls(times, base_ms, arrivals, arrival_base_ms, values, distinct, starts, texts, labels, totals)
 
 
 def _parts(data: bytes | pa.Buffer) -> tuple[pa.Buffer, pa.Buffer]:
@@ -217,6 +296,37 @@ def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
     return column.to_numpy()
 
 
+def _valid_name(column: str) -> str:
+    """The valid mask of a value column (``n_<name>`` beside ``v_<name>``)."""
+    return "n_" + column.removeprefix("v_")
+
+
+def _running_total(data: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    """Cumulative sums of the rows where ``valid``, with a leading 0."""
+    total = np.zeros(len(data) + 1, dtype=np.int64)
+    np.cumsum(data if valid is None else np.where(valid, data, 0), out=total[1:], dtype=np.int64)
+    return total
+
+
+def _split_totals(
+    values: dict[str, np.ndarray], summed: Collection[str]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``values`` without the ``summed`` columns, and those columns' running totals."""
+    totals = {n: _running_total(v, values.get(_valid_name(n))) for n, v in values.items() if n in summed}
+    return {n: data for n, data in values.items() if n not in summed}, totals
+
+
+def _offsets(times_ms: np.ndarray) -> tuple[np.ndarray, int]:
+    """Times as offsets from their minimum, and that minimum: int32 when they fit."""
+    if len(times_ms) == 0:
+        return np.zeros(0, dtype=np.int32), 0
+    base_ms = int(times_ms.min())
+    dtype = np.int32 if int(times_ms.max()) - base_ms < _OFFSET_LIMIT else np.int64
+    offsets = np.empty(len(times_ms), dtype=dtype)  # (written in place: no int64 copy on the way)
+    np.subtract(times_ms, base_ms, out=offsets, casting="unsafe")
+    return offsets, base_ms
+
+
 def starts_from_counts(counts: np.ndarray) -> np.ndarray:
     """Where each key's rows begin (plus the end), as int32 when the run allows (half the memory)."""
     total = int(counts.sum()) if len(counts) else 0
@@ -256,6 +366,7 @@ def _assemble(
     arrival_ms: np.ndarray | None,
     values: dict[str, np.ndarray],
     texts: pl.Series | pl.DataFrame,
+    summed: Collection[str] = (),
 ) -> Run:
     """A run from rows in time order: group them by key (stable) and keep one text per key.
 
@@ -269,13 +380,14 @@ def _assemble(
         key_texts = (
             wanted.join(texts, on="hash", how="left", maintain_order="left").get_column("text").to_arrow()
         )
-    return Run(
+    return Run.of(
         event_ms[order],
         None if arrival_ms is None else arrival_ms[order],
         {name: data[order] for name, data in values.items()},
         distinct,
         starts,
         key_texts,
+        summed=summed,
     )
 
 
@@ -301,7 +413,7 @@ def build_run(feed: Feed, events: pl.DataFrame) -> Run | None:
         values.update(_agg_columns(agg, events, labels))
     event_ms = events.get_column("_event_ms").to_numpy()
     arrival = events.get_column("_arrival_ms").to_numpy() if feed.needs_order else None
-    run = _assemble(hash_keys(key_series), event_ms, arrival, values, key_series)
+    run = _assemble(hash_keys(key_series), event_ms, arrival, values, key_series, feed.summed_columns)
     run.labels.update(labels)
     return run
 
@@ -390,28 +502,26 @@ def merge_runs(runs: Sequence[Run]) -> Run:
             for i, r in enumerate(runs)
         ]
     )
-    event_ms = np.concatenate([r.event_ms for r in runs])
-    order = _merge_order(rank, event_ms, [r.arrival_ms for r in runs], [len(r) for r in runs])
-    arrival = None
-    if runs[0].arrival_ms is not None:
-        arrival = np.concatenate([r.arrival_ms for r in runs if r.arrival_ms is not None])[order]
+    event_ms = np.concatenate([r.event_ms() for r in runs])
+    has_arrival = runs[0].arrivals is not None
+    arrival = np.concatenate([r.arrival_ms() for r in runs]) if has_arrival else None
+    order = _merge_order(rank, event_ms, arrival, [len(r) for r in runs])
     values, labels = _merged_values(runs, order)
     counts = np.bincount(rank, minlength=len(distinct))
     starts = starts_from_counts(counts)
     texts = pa.concat_arrays([r.key_texts for r in runs]).take(pa.array(first))
-    return Run(event_ms[order], arrival, values, distinct, starts, texts, labels)
+    arrival = None if arrival is None else arrival[order]
+    return Run.of(event_ms[order], arrival, values, distinct, starts, texts, labels, summed=runs[0].totals)
 
 
 def _merge_order(
-    rank: np.ndarray, event_ms: np.ndarray, arrivals: list[np.ndarray | None], sizes: list[int]
+    rank: np.ndarray, event_ms: np.ndarray, arrival: np.ndarray | None, sizes: list[int]
 ) -> np.ndarray:
     """The order of the concatenated runs' rows by (key rank, event time, arrival time): the runs are
     sorted already, so a linear merge of them (stable: ties keep run order)."""
     offsets = np.cumsum([0, *sizes])
-    if arrivals[0] is None:
+    if arrival is None:
         arrival = np.zeros(len(rank), dtype=np.int64)
-    else:
-        arrival = np.concatenate([a for a in arrivals if a is not None])
     return merge_sorted_blocks(offsets, rank, event_ms, arrival)
 
 
@@ -427,8 +537,10 @@ def _merged_values(
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     values: dict[str, np.ndarray] = {}
     labels: dict[str, np.ndarray] = {}
-    for name in runs[0].values:
-        if name in runs[0].labels:
+    for name in [*runs[0].values, *runs[0].totals]:
+        if name in runs[0].totals:
+            values[name] = np.concatenate([np.diff(r.totals[name]) for r in runs])[order]
+        elif name in runs[0].labels:
             union = np.unique(np.concatenate([r.labels[name] for r in runs]))
             parts = [_remap(union, r.labels[name], r.values[name]) for r in runs]
             values[name] = np.concatenate(parts)[order]
@@ -440,19 +552,20 @@ def _merged_values(
 
 def drop_before(run: Run, cutoff_ms: int) -> Run:
     """The run without events older than ``cutoff_ms`` (retention)."""
-    keep = run.event_ms >= cutoff_ms
+    keep = run.times >= run.offsets([cutoff_ms])[0]
     if keep.all():
         return run
     index = np.flatnonzero(keep)
     kept_per_key = np.add.reduceat(keep.astype(np.int64), run.starts[:-1]) if len(run.distinct) else keep[:0]
     live = np.flatnonzero(kept_per_key > 0)
     starts = starts_from_counts(kept_per_key[live])
-    return Run(
-        run.event_ms[index],
-        None if run.arrival_ms is None else run.arrival_ms[index],
-        {name: data[index] for name, data in run.values.items()},
+    return Run.of(
+        run.event_ms(index),
+        run.arrival_ms(index),
+        {name: data[index] for name, data in {**run.values, **run.summed_values()}.items()},
         run.distinct[live],
         starts,
         run.key_texts.take(pa.array(live)),
         dict(run.labels),
+        summed=run.totals,
     )

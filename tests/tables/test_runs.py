@@ -1,0 +1,157 @@
+"""How a run stores its events, checked against the oracle's definition of each aggregation.
+
+A run keeps event and arrival times as offsets from their minimum (int32 when the run spans less
+than 24.8 days, int64 beyond) and summed columns as running totals. Neither may change an answer:
+reads of one key (``evaluate_feed``) and of many pairs (``evaluate_feed_batch``) at moments inside
+the run, at window edges and far outside the int32 range must equal a scan of the events, before
+and after a file round trip, a merge and a retention cut.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+from tables_oracle import ARRIVAL_MS, EVENT_MS, aggregate, empty_value, matches, same_value, window_start_ms
+
+from clickwise.spec import parse_pipeline
+from clickwise.tables.batch import Pairs, evaluate_feed_batch
+from clickwise.tables.evaluate import evaluate_feed
+from clickwise.tables.feeds import Feed, table_feeds
+from clickwise.tables.hashing import hash_text
+from clickwise.tables.runs import Run, build_run, drop_before, merge_runs
+
+DAY = 86_400_000
+T0 = 1_700_000_000_000
+
+PIPELINE = parse_pipeline(
+    """
+version: 1
+name: runs
+streams:
+  views:
+    fields:
+      view_id: string
+      user: string
+      price: {type: float, required: false}
+      tag: {type: string, required: false}
+      ts: int
+    time: {field: ts, format: epoch_ms}
+    event_id: view_id
+tables:
+  user:
+    key: [user]
+    aggregations:
+      views_1h: {stream: views, op: count, window: 1h, hop: 1m}
+      views_total: {stream: views, op: count, window: lifetime}
+      spend_1d: {stream: views, op: sum, field: price, window: 1d, hop: 1h}
+      cheap_spend_total: {stream: views, op: sum, field: price, window: lifetime,
+                          filter: {field: price, op: lt, value: 1.0}}
+      price_mean_total: {stream: views, op: mean, field: price, window: lifetime}
+      tag_last_total: {stream: views, op: last, field: tag, window: lifetime}
+      tag_first_1d: {stream: views, op: first, field: tag, window: 1d}
+      tags_total: {stream: views, op: distinct_count, field: tag, window: lifetime}
+      since_view: {stream: views, op: time_since_last, window: lifetime}
+"""
+)
+FEED = table_feeds(PIPELINE, "user")[0]
+AGGS = PIPELINE.tables["user"].aggregations
+FIELD_TYPES = {"price": "float", "tag": "string"}
+
+
+def _events(span_ms: int, count: int, seed: int) -> list[dict[str, Any]]:
+    """Events in time order over ``span_ms`` (ties included), arrival times later than event times."""
+    rng = random.Random(seed)
+    times = sorted(T0 + rng.randrange(span_ms) // 1000 * 1000 for _ in range(count))
+    return [
+        {
+            "user": rng.choice("abc"),
+            "price": rng.choice([None, 0.25, 0.5, 1.75, 3.125]),
+            "tag": rng.choice([None, "x", "y", "z"]),
+            EVENT_MS: t,
+            ARRIVAL_MS: t + rng.choice([0, 0, 5, 3 * DAY]),
+        }
+        for t in times
+    ]
+
+
+def _run(feed: Feed, events: list[dict[str, Any]]) -> Run:
+    frame = pl.DataFrame(events, schema={"user": pl.String, "price": pl.Float64, "tag": pl.String,
+                                         EVENT_MS: pl.Int64, ARRIVAL_MS: pl.Int64})  # fmt: skip
+    run = build_run(feed, frame.sort([EVENT_MS, ARRIVAL_MS], maintain_order=True))
+    assert run is not None
+    return run
+
+
+def _expected(events: list[dict[str, Any]], user: str, as_of_ms: int) -> dict[str, Any]:
+    mine = [e for e in events if e["user"] == user and e[EVENT_MS] < as_of_ms]
+    answer = {}
+    for name, agg in AGGS.items():
+        low = -(2**62) if agg.window is None else window_start_ms(as_of_ms, agg.window, agg.hop_ms)
+        chosen = [e for e in mine if e[EVENT_MS] >= low and (agg.filter is None or matches(agg.filter, e))]
+        field_type = FIELD_TYPES.get(agg.field or "")
+        answer[name] = (
+            aggregate(agg, chosen, as_of_ms, field_type) if chosen else empty_value(agg, field_type)
+        )
+    return answer
+
+
+def _moments(events: list[dict[str, Any]], seed: int) -> list[int]:
+    rng = random.Random(seed)
+    times = [e[EVENT_MS] for e in events]
+    inside = [rng.randrange(times[0] - DAY, times[-1] + DAY) for _ in range(30)]
+    edges = [t + d for t in rng.sample(times, 10) for d in (0, 1, 3_600_000, 3_600_001, DAY, DAY + 1)]
+    outside = [T0 - 100 * 365 * DAY, T0 - 30 * DAY, T0 + 30 * DAY, T0 + 100 * 365 * DAY]  # beyond int32
+    return inside + edges + outside
+
+
+def _check(run: Run, events: list[dict[str, Any]], moments: list[int]) -> None:
+    pairs = [(user, moment) for user in "abcd" for moment in moments]
+    batch = evaluate_feed_batch(
+        FEED,
+        run,
+        Pairs.of(
+            np.array([hash_text(u) for u, _ in pairs], dtype=np.uint64),
+            np.array([m for _, m in pairs], dtype=np.int64),
+        ),
+    )
+    batch_rows = {name: column.to_arrow().to_pylist() for name, column in batch.items()}
+    for row, (user, moment) in enumerate(pairs):
+        expected = _expected(events, user, moment)
+        one = evaluate_feed(FEED, [run], hash_text(user), moment)
+        for name, value in expected.items():
+            assert same_value(value, one[name]), (name, user, moment, value, one[name])
+            assert same_value(value, batch_rows[name][row]), (
+                name,
+                user,
+                moment,
+                value,
+                batch_rows[name][row],
+            )
+
+
+@pytest.mark.parametrize(("span_ms", "dtype"), [(6 * 3_600_000, np.int32), (40 * DAY, np.int64)])
+def test_offsets_and_totals_answer_like_the_definition(span_ms: int, dtype: type) -> None:
+    events = _events(span_ms, 400, seed=span_ms % 97)
+    run = _run(FEED, events)
+    assert run.times.dtype == dtype
+    assert run.arrivals is not None and run.arrivals.dtype == dtype  # (arrivals span 3 days more)
+    assert set(run.totals) == {"v_spend_1d", "v_cheap_spend_total", "v_price_mean_total"}
+    assert not set(run.totals) & set(run.values)  # a summed column is kept once, as its total
+    moments = _moments(events, seed=1)
+    _check(run, events, moments)
+
+    reloaded = Run.from_bytes(run.to_bytes(), summed=FEED.summed_columns)
+    assert reloaded.times.dtype == dtype and reloaded.base_ms == run.base_ms
+    _check(reloaded, events, moments)
+
+    half = len(events) // 2
+    merged = merge_runs([_run(FEED, events[:half]), _run(FEED, events[half:])])
+    _check(merged, events, moments)
+
+    cutoff = events[len(events) // 3][EVENT_MS]
+    kept = [e for e in events if e[EVENT_MS] >= cutoff]
+    _check(drop_before(run, cutoff), kept, moments)
