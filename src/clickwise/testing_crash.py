@@ -180,7 +180,7 @@ def run_work(
     for number, path in enumerate(inputs, 1):
         ingestor.ingest_files([path])
         if number % len(STREAMS) in (0, 1) or number == len(inputs):
-            tables.catch_up(window_rows=window_rows)
+            tables.catch_up(window_rows=window_rows, checkpoint_interval_s=0)  # more crash points
 
 
 def _count_storage_ops(crash_at: str | None) -> Callable[[], int]:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +55,12 @@ MAX_RUNS = 6
 """Runs per feed before compaction merges them (size-tiered: small runs merge first)."""
 TIER_RATIO = 2
 WINDOW_ROWS = 4_000_000
-"""Lake events applied per checkpoint during a catch-up (bounds memory; a window is whole hours)."""
+"""Lake events applied at once during a catch-up (bounds the events in memory; a window is whole
+hours)."""
+CHECKPOINT_INTERVAL_S = 30.0
+"""During a long catch-up, a checkpoint after the first window that ends this long after the last
+one (and one at the end): a crash loses at most this much work, never an event (the lake is the
+log). Kafka Streams commits every 30 s by default too."""
 
 
 class TableReadError(ClickwiseError):
@@ -177,9 +183,12 @@ class Tables:
         window_rows: int = WINDOW_ROWS,
         files: dict[str, list[str]] | None = None,
         persist: bool = True,
+        checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S,
     ) -> UpdateReport:
         """Apply every lake event not applied yet, in event-time windows of whole hours of about
-        ``window_rows`` events, checkpointing after each window (progress counts events).
+        ``window_rows`` events (progress counts events). A checkpoint follows the last window and
+        each window that ends ``checkpoint_interval_s`` or more after the previous checkpoint
+        (0: after every window).
 
         ``files`` (per stream, files of finished ingests) limits the pass to those files: a caller
         that just wrote them saves listing the whole lake.
@@ -200,8 +209,16 @@ class Tables:
         windows = self._windows(todo, window_rows)
         total = sum(rows for _, rows in windows)
         done = 0
-        for files, rows in windows:
-            self._apply_window(files, report, persist=persist or len(windows) > 1)
+        many = len(windows) > 1  # then the final compaction below checkpoints
+        checkpointed = time.monotonic()
+        for number, (files, rows) in enumerate(windows, 1):
+            if number == len(windows):
+                now = persist and not many
+            else:
+                now = persist and time.monotonic() - checkpointed >= checkpoint_interval_s
+            self._apply_window(files, report, persist=now)
+            if now:
+                checkpointed = time.monotonic()
             done += rows
             if progress is not None:
                 progress(done, total)

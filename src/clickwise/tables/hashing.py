@@ -1,4 +1,4 @@
-"""A stable 64-bit hash of key texts: vectorized for batches, cheap for one key.
+"""A stable 64-bit hash of key texts: compiled for batches, plain Python for one key.
 
 Keys of a table are located by this hash. It is defined here (not borrowed from a library whose
 hash may change between versions) so that state written by one version reads the same in another:
@@ -11,13 +11,13 @@ True
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pyarrow as pa
 
 _MASK = (1 << 64) - 1
 _SEED = 0x9E3779B97F4A7C15
 _MULTIPLIER = 0xFF51AFD7ED558CCD
-_WIDE = 64  # texts longer than this many bytes are hashed one by one (keys rarely are)
 
 
 def hash_text(text: str) -> int:
@@ -52,45 +52,28 @@ def hash_texts(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
         if texts.buffers()[2] is not None
         else np.zeros(0, np.uint8)
     )
-    lengths = np.diff(offsets)
+    return _hash_all(data, offsets)
+
+
+@numba.njit(cache=True, nogil=True)
+def _hash_all(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """:func:`hash_text` of each text ``data[offsets[i]:offsets[i + 1]]`` (UTF-8 bytes), compiled:
+    one pass over the bytes (unsigned 64-bit arithmetic wraps as the mask does in Python)."""
+    count = len(offsets) - 1
     out = np.empty(count, dtype=np.uint64)
-    wide = lengths > _WIDE
-    narrow = np.flatnonzero(~wide)
-    out[narrow] = _hash_narrow(data, offsets[narrow], lengths[narrow])
-    for index in np.flatnonzero(wide).tolist():
-        out[index] = hash_text(texts[index].as_py())
-    return out
-
-
-def _hash_narrow(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    words = max(1, int((lengths.max(initial=0) + 7) // 8))
-    padded = np.concatenate([data, np.zeros(8, dtype=np.uint8)])
-    # a uint64 read at every byte offset (unaligned, no copy): words start anywhere in the buffer
-    words_at = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
     multiplier = np.uint64(_MULTIPLIER)
-    state = np.uint64(_SEED) ^ (lengths.astype(np.uint64) * multiplier)
-    with np.errstate(over="ignore"):
-        for word in range(words):
-            remaining = lengths - word * 8
-            if remaining.min() >= 8:  # every text has a whole word here: no masks, no gathers
-                values = words_at[starts + word * 8]
-                state = _mix(state, values, multiplier)
-                continue
-            active = np.flatnonzero(remaining > 0)
-            if len(active) == 0:
-                break
-            values = words_at[np.minimum(starts[active] + word * 8, len(padded) - 8)]
-            bits = np.minimum(remaining[active], 8).astype(np.uint64) * np.uint64(8)
-            partial = bits < np.uint64(64)
-            values[partial] &= (np.uint64(1) << bits[partial]) - np.uint64(1)
-            state[active] = _mix(state[active], values, multiplier)
+    for i in range(count):
+        start = offsets[i]
+        length = offsets[i + 1] - start
+        state = np.uint64(_SEED) ^ (np.uint64(length) * multiplier)
+        for word_start in range(0, length, 8):
+            word = np.uint64(0)
+            for byte in range(min(8, length - word_start)):
+                word |= np.uint64(data[start + word_start + byte]) << np.uint64(8 * byte)
+            state = (state ^ word) * multiplier
+            state ^= state >> np.uint64(29)
         state ^= state >> np.uint64(33)
         state *= np.uint64(0xC4CEB9FE1A85EC53)
         state ^= state >> np.uint64(33)
-    return state
-
-
-def _mix(state: np.ndarray, values: np.ndarray, multiplier: np.uint64) -> np.ndarray:
-    mixed = (state ^ values) * multiplier
-    mixed ^= mixed >> np.uint64(29)
-    return mixed
+        out[i] = state
+    return out

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from clickwise.events.filters import filter_expr
@@ -36,16 +37,14 @@ def key_text(values: tuple[object, ...]) -> str:
     return KEY_SEPARATOR.join(str(v) for v in values)
 
 
-def hash_keys(keys: pl.Series) -> np.ndarray:
+def hash_keys(texts: pa.Array) -> np.ndarray:
     """Stable 64-bit hashes of key texts (hashing each distinct text once when keys repeat)."""
-    if len(keys) > 4096 and keys.head(4096).n_unique() * 16 < 4096:  # few keys: hash each once
-        distinct = keys.unique()
-        if len(distinct) * 2 < len(keys):
-            hashes = pl.Series(hash_texts(distinct.to_arrow()), dtype=pl.UInt64)
-            lookup = pl.DataFrame({"k": distinct, "h": hashes})
-            joined = pl.DataFrame({"k": keys}).join(lookup, on="k", how="left", maintain_order="left")
-            return joined.get_column("h").to_numpy()
-    return hash_texts(keys.to_arrow())
+    if len(texts) > 4096 and pc.count_distinct(texts.slice(0, 4096)).as_py() * 16 < 4096:  # few keys
+        encoded = texts.fill_null("").dictionary_encode()
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
+        return hash_texts(encoded.dictionary)[encoded.indices.to_numpy()]
+    return hash_texts(texts)
 
 
 def frame_key_hashes(frame: pl.DataFrame, fields: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -56,7 +55,7 @@ def frame_key_hashes(frame: pl.DataFrame, fields: Sequence[str]) -> tuple[np.nda
     text = frame.select(
         pl.concat_str([pl.col(f).cast(pl.String) for f in fields], separator=KEY_SEPARATOR)
     ).to_series()
-    return hash_keys(text.fill_null("")), text.is_not_null().to_numpy()
+    return hash_keys(text.fill_null("").to_arrow()), text.is_not_null().to_numpy()
 
 
 @dataclass
@@ -198,7 +197,7 @@ class Run:
         counts = pa.array(np.diff(self.starts).astype(np.int64))
         first = _parquet(events, dictionary=dictionary, encodings=delta)
         keys = pa.table({"hash": pa.array(self.distinct), "count": counts, "text": self.key_texts})
-        second = _parquet(keys, dictionary=[], encodings={})
+        second = _parquet(keys, dictionary=[], encodings={}, plain=["hash"])  # (random bits: no gain)
         return len(first).to_bytes(8, "little") + first + second
 
     @classmethod
@@ -261,13 +260,16 @@ def read_key_texts(data: bytes | pa.Buffer) -> pa.Array:
     return pq.read_table(pa.BufferReader(keys_part), columns=["text"]).column("text").combine_chunks()
 
 
-def _parquet(table: pa.Table, *, dictionary: list[str], encodings: dict[str, str]) -> bytes:
+def _parquet(
+    table: pa.Table, *, dictionary: list[str], encodings: dict[str, str], plain: Sequence[str] = ()
+) -> bytes:
+    """One Parquet file, zstd-compressed except the ``plain`` columns."""
     sink = io.BytesIO()
     pq.write_table(
         table,
         sink,
         row_group_size=max(1, table.num_rows),  # one chunk per column: numpy views without copies
-        compression="zstd",
+        compression={name: "none" if name in plain else "zstd" for name in table.column_names},
         use_dictionary=dictionary,
         column_encoding=encodings or None,
         write_statistics=False,
@@ -365,21 +367,13 @@ def _assemble(
     event_ms: np.ndarray,
     arrival_ms: np.ndarray | None,
     values: dict[str, np.ndarray],
-    texts: pl.Series | pl.DataFrame,
+    texts: pa.Array,
     summed: Collection[str] = (),
 ) -> Run:
-    """A run from rows in time order: group them by key (stable) and keep one text per key.
-
-    ``texts`` is each row's key text, or a frame of (``hash``, ``text``) pairs covering every key.
-    """
+    """A run from rows in time order: group them by key (stable) and keep one text (``texts`` has
+    each row's) per key."""
     order, distinct, starts = key_order(key_hash)
-    if isinstance(texts, pl.Series):
-        key_texts = texts.gather(order[starts[:-1]]).to_arrow()
-    else:
-        wanted = pl.DataFrame({"hash": pl.Series(distinct, dtype=pl.UInt64)})
-        key_texts = (
-            wanted.join(texts, on="hash", how="left", maintain_order="left").get_column("text").to_arrow()
-        )
+    key_texts = texts.take(pa.array(order[starts[:-1]]))
     return Run.of(
         event_ms[order],
         None if arrival_ms is None else arrival_ms[order],
@@ -401,10 +395,13 @@ def build_run(feed: Feed, events: pl.DataFrame) -> Run | None:
     key_columns = [pl.col(f) for f in feed.key_fields]
     if key_columns:
         events = events.filter(pl.all_horizontal([c.is_not_null() for c in key_columns]))
-        keys = events.select(pl.concat_str([c.cast(pl.String) for c in key_columns], separator=KEY_SEPARATOR))
-        key_series = keys.to_series()
+        if len(key_columns) == 1 and events.schema[feed.key_fields[0]] == pl.String:
+            texts = events.get_column(feed.key_fields[0]).to_arrow()
+        else:
+            keys = [c.cast(pl.String) for c in key_columns]
+            texts = events.select(pl.concat_str(keys, separator=KEY_SEPARATOR)).to_series().to_arrow()
     else:
-        key_series = pl.Series("key", [""] * events.height, dtype=pl.String)
+        texts = pa.repeat(pa.scalar("", pa.large_string()), events.height)
     if events.height == 0:
         return None
     values: dict[str, np.ndarray] = {}
@@ -413,7 +410,7 @@ def build_run(feed: Feed, events: pl.DataFrame) -> Run | None:
         values.update(_agg_columns(agg, events, labels))
     event_ms = events.get_column("_event_ms").to_numpy()
     arrival = events.get_column("_arrival_ms").to_numpy() if feed.needs_order else None
-    run = _assemble(hash_keys(key_series), event_ms, arrival, values, key_series, feed.summed_columns)
+    run = _assemble(hash_keys(texts), event_ms, arrival, values, texts, feed.summed_columns)
     run.labels.update(labels)
     return run
 
@@ -462,11 +459,12 @@ def _fixed(raw: pl.Series, field_type: str | None) -> np.ndarray:
 
 def _value_hashes(raw: pl.Series) -> np.ndarray:
     """Stable hashes of values, computing each distinct value's hash once."""
-    text = raw.cast(pl.String)
-    distinct = text.drop_nulls().unique()
-    table = pl.DataFrame({"v": distinct, "h": pl.Series(hash_values(distinct.to_list()), dtype=pl.UInt64)})
-    joined = pl.DataFrame({"v": text}).join(table, on="v", how="left", maintain_order="left")
-    return joined.get_column("h").fill_null(0).to_numpy()
+    encoded = raw.cast(pl.String).to_arrow().dictionary_encode()
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    hashes = np.append(hash_values(encoded.dictionary.to_pylist()), np.uint64(0))  # nulls: the last
+    codes = encoded.indices.fill_null(len(encoded.dictionary)).to_numpy()
+    return hashes[codes]
 
 
 def _plain(raw: pl.Series) -> np.ndarray:
