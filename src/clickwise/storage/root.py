@@ -107,11 +107,15 @@ class Root:
         *,
         compression: str = "zstd",
         dictionary: bool | list[str] = True,
+        statistics: bool | list[str] = True,
     ) -> int:
         """Write a table as one Parquet file, atomically; returns its size in bytes. ``dictionary``
-        names the columns worth dictionary encoding (default: all)."""
+        names the columns worth dictionary encoding, ``statistics`` those whose min/max readers
+        may filter on (default: all)."""
         sink = io.BytesIO()
-        pq.write_table(table, sink, compression=compression, use_dictionary=dictionary, write_statistics=True)
+        pq.write_table(
+            table, sink, compression=compression, use_dictionary=dictionary, write_statistics=statistics
+        )
         data = sink.getvalue()
         self.write_bytes(relative, data)
         return len(data)

@@ -11,14 +11,24 @@ the set of distinct values: the same on every run, machine, tiling and merge ord
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable
 
 import numpy as np
 
 P = 14
 REGISTERS = 1 << P
-_ALPHA = 0.7213 / (1 + 1.079 / REGISTERS)
+ALPHA = 0.7213 / (1 + 1.079 / REGISTERS)
 REST_BITS = 64 - P
+RANKS = REST_BITS + 2
+"""Register values run from 0 (empty) to REST_BITS + 1."""
+LINEAR_LIMIT = 2.5 * REGISTERS
+"""Raw estimates up to this use linear counting (from the number of empty registers)."""
+LINEAR_COUNTS = np.array(
+    [0] + [round(REGISTERS * math.log(REGISTERS / zeros)) for zeros in range(1, REGISTERS + 1)]
+)
+"""Linear counting's estimate for each number of empty registers (computed once: the same answer
+wherever it is used)."""
 
 
 def value_hash(value: object) -> int:
@@ -50,11 +60,21 @@ def registers(hashes: np.ndarray) -> np.ndarray:
 
 def estimate_from_registers(regs: np.ndarray) -> int:
     """The HyperLogLog estimate, with linear counting for small cardinalities."""
-    m = float(REGISTERS)
-    raw = _ALPHA * m * m / float(np.sum(np.ldexp(1.0, -regs.astype(np.int64))))
-    zeros = int(np.count_nonzero(regs == 0))
-    if raw <= 2.5 * m and zeros > 0:
-        raw = m * np.log(m / zeros)
+    return estimate_from_histogram(np.bincount(regs, minlength=RANKS))
+
+
+def estimate_from_histogram(histogram: np.ndarray) -> int:
+    """The estimate from how many registers hold each rank (``histogram[0]``: empty registers).
+
+    The harmonic sum ``sum(2 ** -register)`` is computed exactly (integers in units of 2 ** -64)
+    and rounded once, so the estimate does not depend on summation order.
+    """
+    counts = [int(c) for c in histogram]
+    zeros = counts[0]
+    scaled = sum(count << (64 - rank) for rank, count in enumerate(counts))
+    raw = ALPHA * REGISTERS * REGISTERS / (scaled / (1 << 64))
+    if raw <= LINEAR_LIMIT and zeros > 0:
+        return int(LINEAR_COUNTS[zeros])
     return int(round(raw))
 
 
