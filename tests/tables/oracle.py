@@ -99,7 +99,7 @@ def hll_estimate(values: Iterable[object]) -> int:
     """The HyperLogLog estimate (p = 14) of the number of distinct values, from the definition."""
     registers: dict[int, int] = {}
     for value in set(values):
-        hashed = hll_hash(value)
+        hashed = hll_hash(0.0 if isinstance(value, float) and value == 0 else value)  # -0.0 is 0.0
         index = hashed >> _HLL_REST_BITS
         rest = hashed & ((1 << _HLL_REST_BITS) - 1)
         rank = _HLL_REST_BITS - rest.bit_length() + 1

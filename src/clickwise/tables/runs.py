@@ -458,7 +458,10 @@ def _fixed(raw: pl.Series, field_type: str | None) -> np.ndarray:
 
 
 def _value_hashes(raw: pl.Series) -> np.ndarray:
-    """Stable hashes of values, computing each distinct value's hash once."""
+    """Stable hashes of values, computing each distinct value's hash once. Values that are equal
+    are one value: -0.0 counts as 0.0 (their texts differ)."""
+    if raw.dtype.is_float():
+        raw = pl.select(pl.when(raw == 0.0).then(0.0).otherwise(raw)).to_series()
     encoded = raw.cast(pl.String).to_arrow().dictionary_encode()
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
