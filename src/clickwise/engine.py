@@ -30,6 +30,7 @@ from clickwise.spec import Pipeline
 from clickwise.spec.streams import PrefixSourceDef
 from clickwise.storage import Root
 from clickwise.tables import Tables
+from clickwise.tables.engine import LIVE_CHECKPOINT_S
 from clickwise.time import Clock, SystemClock, format_ms
 
 FIRST_FETCH_S = 2.0
@@ -83,13 +84,19 @@ def run_loop(
     ]
     if kinesis_streams(pipeline):
         sources.append(KinesisSource(pipeline, root, kinesis_streams(pipeline), ingestor=ingestor))
+    checkpointed = time.monotonic()
     with _Stop() as stop, ExitStack() as stack:
         for source in sources:
             stack.enter_context(source)
+        stack.callback(tables.checkpoint)  # on the way out, what was applied is written
         while True:
             ingested = _ingest_new(ingestor, folders, seen)
             consumed = _consume(sources, interval_ms / 1000, once=once, stop=stop.event)
-            report = tables.catch_up()
+            # applied in memory (the lake holds the events); checkpoints are written beside the
+            # loop every LIVE_CHECKPOINT_S, so a pass does not wait for its runs to be written
+            report = tables.catch_up(persist=False)
+            if time.monotonic() - checkpointed >= LIVE_CHECKPOINT_S and tables.checkpoint_in_background():
+                checkpointed = time.monotonic()
             floor = _event_floor(sources)
             emitted = asdict(emitter.emit(tables, event_floor_ms=floor)) if emitter is not None else None
             yield {

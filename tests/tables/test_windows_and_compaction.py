@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from tables_oracle import Oracle, same_value
 
@@ -63,20 +67,22 @@ def test_small_windows_compact_and_equal_one_window_and_the_oracle(generated: Pa
     assert reopened.snapshot("user", moment).to_pylist() == small.snapshot("user", moment).to_pylist()
 
 
-def test_streaming_updates_compact_without_changing_answers(generated: Path, tmp_path: Path) -> None:
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+def _hourly_impressions(generated: Path) -> Iterator[tuple[int, pa.Table]]:
+    """The generated impressions, one hour at a time (as a live loop sees them)."""
+    impressions = pq.read_table(next((generated / "impressions").iterdir()))
+    for hour in range(10):
+        start = START_MS + hour * HOUR
+        within = pc.and_(pc.greater_equal(impressions["ts"], start), pc.less(impressions["ts"], start + HOUR))
+        yield hour, impressions.filter(within)
 
+
+def test_streaming_updates_compact_without_changing_answers(generated: Path, tmp_path: Path) -> None:
     pipeline = load_pipeline(example_path("adclick"))
     root = open_root(tmp_path / "stream")
     ingestor = Ingestor(pipeline, root, clock=NOW)
     tables = Tables.open(pipeline, root, clock=NOW)
-    impressions = pq.read_table(next((generated / "impressions").iterdir()))
     most_runs = 0
-    for hour in range(10):  # one small batch per pass, as a live loop sees them
-        start = START_MS + hour * HOUR
-        batch = impressions.filter(pc.and_(pc.greater_equal(impressions["ts"], start),
-                                           pc.less(impressions["ts"], start + HOUR)))  # fmt: skip
+    for hour, batch in _hourly_impressions(generated):  # one small batch per pass
         ingestor.ingest_table(batch, "impressions", tag=f"hour-{hour}")
         tables.catch_up()
         most_runs = max(most_runs, tables.run_counts()["user.impressions"])
@@ -93,6 +99,59 @@ def test_streaming_updates_compact_without_changing_answers(generated: Path, tmp
         reopened.snapshot("user", START_MS + 8 * HOUR).to_pylist()
         == tables.snapshot("user", START_MS + 8 * HOUR).to_pylist()
     )
+
+
+def test_background_checkpoints_leave_whole_states_and_updates_go_on(
+    generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Updates applied while a checkpoint is being written are not in it: a reopen (as after a
+    crash) sees the snapshot's state, catches up the rest from the lake and equals an engine that
+    applied everything; superseded run files are deleted once a write is adopted."""
+    import threading
+
+    import clickwise.tables.engine as engine
+
+    next_hour_applied = threading.Event()
+    save = engine.save_checkpoint
+
+    def save_late(*args: object) -> None:  # each background checkpoint lands after the next update
+        next_hour_applied.wait(timeout=30)
+        save(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "save_checkpoint", save_late)
+    pipeline = load_pipeline(example_path("adclick"))
+    root = open_root(tmp_path / "background")
+    ingestor = Ingestor(pipeline, root, clock=NOW)
+    tables = Tables.open(pipeline, root, clock=NOW)
+    written = 0
+    for hour, batch in _hourly_impressions(generated):
+        ingestor.ingest_table(batch, "impressions", tag=f"hour-{hour}")
+        tables.catch_up(persist=False)
+        next_hour_applied.set()
+        if hour in (2, 5, 8):
+            if tables._background is not None:  # the last one, released by this hour, finishing
+                tables._background.thread.join()
+            next_hour_applied.clear()
+            assert tables.checkpoint_in_background()
+            written += 1
+            assert not tables.checkpoint_in_background()  # nothing changed since
+    snapshot_applied = None
+    writing = tables._background
+    if writing is not None:  # the last one may still be writing: wait as a crash would not
+        writing.thread.join()
+        snapshot_applied = set(writing.plan.checkpoint.applied)
+    on_disk = Tables.open(pipeline, root, clock=NOW)  # what a restart finds: the last whole checkpoint
+    assert snapshot_applied is None or on_disk.applied_files() == snapshot_applied
+    assert on_disk.applied_files() < tables.applied_files()  # the last hour came after it
+    on_disk.catch_up()
+    moment = START_MS + 11 * HOUR
+    for table in ("user", "campaign", "global"):
+        assert on_disk.snapshot(table, moment).to_pylist() == tables.snapshot(table, moment).to_pylist()
+    assert tables.checkpoint()  # waits for the background write, adopts it, then writes the rest
+    named = {path for paths in tables._checkpoint.runs.values() for path in paths}
+    assert set(root.list_files("tables/runs")) == named  # nothing superseded is left behind
+    assert Tables.open(pipeline, root, clock=NOW).applied_files() == tables.applied_files()
+    assert written == 3
 
 
 RETENTION = """

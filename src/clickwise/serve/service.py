@@ -38,13 +38,12 @@ from clickwise.spec import Pipeline
 from clickwise.spec.features import DecisionDef
 from clickwise.storage import Root
 from clickwise.tables import Tables
-from clickwise.tables.engine import TableReadError
+from clickwise.tables.engine import LIVE_CHECKPOINT_S, TableReadError
 from clickwise.time import Clock, SystemClock, format_ms, parse_instant_ms
 
 MAX_KEY_LENGTH = 1024
 DECISION_LOG = "decisions"
 LOG_FLUSH_ROWS = 20_000
-CHECKPOINT_SECONDS = 10.0  # table state written at most this often (and at shutdown)
 SOURCE_POLL_SECONDS = 0.05  # a Kafka source's longest wait for messages (bounds their delay)
 ONE_BY_ONE = 8  # up to this many opportunities a request, each is decided on its own (no columns)
 _LOG_TYPES = {"int": pa.int64(), "float": pa.float64(), "string": pa.string(), "bool": pa.bool_()}
@@ -187,9 +186,10 @@ class Service:
                 # whatever the last table checkpoint does not name
                 self.tables.catch_up(files=files, persist=False)
                 self._applied = upto
-                if time.monotonic() - self._checkpointed >= CHECKPOINT_SECONDS:
-                    self.tables.checkpoint()
-                    self._checkpointed = time.monotonic()
+                if time.monotonic() - self._checkpointed >= LIVE_CHECKPOINT_S:
+                    # written on a thread of its own: applying (and so freshness) does not wait
+                    if self.tables.checkpoint_in_background():
+                        self._checkpointed = time.monotonic()
             return self.tables.watermark_ms
 
     def start_sources(self) -> None:

@@ -61,6 +61,9 @@ CHECKPOINT_INTERVAL_S = 30.0
 """During a long catch-up, a checkpoint after the first window that ends this long after the last
 one (and one at the end): a crash loses at most this much work, never an event (the lake is the
 log). Kafka Streams commits every 30 s by default too."""
+LIVE_CHECKPOINT_S = 10.0
+"""Live loops (``clickwise run``, ``clickwise serve``) apply events in memory and start a background
+checkpoint at most this often (and write one when they stop)."""
 
 
 class TableReadError(ClickwiseError):
@@ -99,6 +102,7 @@ class Tables:
         self._pending: dict[str, pl.DataFrame] = {}
         self._merged: dict[str, tuple[tuple[int, ...], Run]] = {}  # bulk reads: one run per feed
         self._dirty = False  # applied in memory, not checkpointed yet
+        self._background: _Writing | None = None  # a checkpoint being written on its own thread
         # What reads see: the state as of the last finished update, published in one step, so a
         # read never sees half of an update and an update never waits for reads to finish.
         self.lock = threading.RLock()
@@ -197,6 +201,7 @@ class Tables:
         Nothing is lost meanwhile: the events are in the lake, and a restart applies every lake
         file the last checkpoint does not name (the lake is the log, the checkpoint a summary).
         """
+        self._finish_background(wait=False)
         lake = Lake(self.root, self.pipeline)
         applied = set(self._checkpoint.applied)
         todo: dict[int, dict[str, list[str]]] = {}
@@ -295,10 +300,45 @@ class Tables:
     def checkpoint(self) -> bool:
         """Write what was applied in memory since the last checkpoint (runs, pending joins, the
         list of applied lake files) in one atomic step; ``False`` when there was nothing to write."""
+        self._finish_background(wait=True)
         if not self._dirty:
             return False
         self._persist()
         return True
+
+    def checkpoint_in_background(self) -> bool:
+        """Start writing a checkpoint of the state as it is now on a thread of its own, so updates
+        go on meanwhile (the caller serializes updates and this call, as for :meth:`catch_up`).
+        ``False`` when nothing changed or a checkpoint is still being written.
+
+        Run files are immutable and the checkpoint names only what this snapshot holds, so the
+        state on disk is always a whole one: the last finished checkpoint's. Files it supersedes
+        are deleted when the next update (or checkpoint) finds the write finished.
+        """
+        self._finish_background(wait=False)
+        if self._background is not None or not self._dirty:
+            return False
+        plan = self._plan()
+        self._dirty = False  # updates from now on make it dirty again
+        thread = threading.Thread(target=plan.write, args=(self.root,), name="tables-checkpoint", daemon=True)
+        self._background = _Writing(plan, thread)
+        thread.start()
+        return True
+
+    def _finish_background(self, *, wait: bool) -> None:
+        """Adopt a background checkpoint once written (waiting for it with ``wait``): the runs it
+        named are on disk now; delete what it superseded. A failed write leaves the state dirty,
+        to be written again, and raises its error."""
+        writing = self._background
+        if writing is None or (writing.thread.is_alive() and not wait):
+            return
+        writing.thread.join()
+        self._background = None
+        plan = writing.plan
+        if plan.error is not None:
+            self._dirty = True
+            raise plan.error
+        self._adopt(plan)
 
     def _count_late(self, batches: list[pl.DataFrame]) -> int:
         """Events whose time was already behind the watermark when they arrived (in arrival order);
@@ -411,29 +451,55 @@ class Tables:
             self._pending.pop(stream)
 
     def _persist(self) -> None:
-        checkpoint = self._checkpoint
-        checkpoint.sequence += 1
-        sequence = checkpoint.sequence
+        self._finish_background(wait=True)
+        plan = self._plan()
+        plan.write(self.root)
+        if plan.error is not None:
+            raise plan.error
+        self._dirty = False
+        self._adopt(plan)
+
+    def _plan(self) -> _Plan:
+        """What a checkpoint of the current state writes: the runs not on disk yet, the pending
+        joins, and the checkpoint naming them (a copy: updates go on changing the live one)."""
+        live = self._checkpoint
+        sequence = live.sequence + 1
+        checkpoint = Checkpoint(
+            live.fingerprint,
+            sequence,
+            applied=list(live.applied),
+            counters=dict(live.counters),
+            dead_letters=list(live.dead_letters),
+        )
+        plan = _Plan(checkpoint)
         for feed_name, runs in self._runs.items():
-            paths = checkpoint.runs.setdefault(feed_name, [])
+            paths = live.runs.get(feed_name, [])
             known = dict(zip((id(r) for r in self._loaded.get(feed_name, [])), paths, strict=False))
             fresh_paths = []
             for number, run in enumerate(runs):
                 path = known.get(id(run))
                 if path is None:
                     path = f"tables/runs/{feed_name}/{sequence:08d}-{number:03d}.arrow"
-                    self.root.write_bytes(path, run.to_bytes())
+                    plan.runs.append((path, run))
                 fresh_paths.append(path)
             checkpoint.runs[feed_name] = fresh_paths
-            self._loaded[feed_name] = list(runs)
-        checkpoint.pending = {}
+            plan.loaded[feed_name] = list(runs)
         for stream, held in self._pending.items():
             path = f"tables/pending/{stream}-{sequence:08d}.parquet"
-            self.root.write_parquet(path, held.to_arrow())
+            plan.pending.append((path, held))
             checkpoint.pending[stream] = path
-        save_checkpoint(self.root, checkpoint)
-        remove_unreferenced(self.root, checkpoint)
-        self._dirty = False
+        return plan
+
+    def _adopt(self, plan: _Plan) -> None:
+        """Take a written checkpoint as the last one: it names the runs on disk from now on."""
+        live = self._checkpoint
+        live.sequence = max(live.sequence, plan.checkpoint.sequence)
+        live.runs = plan.checkpoint.runs
+        live.pending = plan.checkpoint.pending
+        self._loaded = plan.loaded
+        # what it supersedes; dead letters of updates since the snapshot are kept (the live
+        # checkpoint names them, and they are only written, never superseded)
+        remove_unreferenced(self.root, live)
 
     def compact(self) -> None:
         """Merge every feed's runs into one (and drop events past retention), then checkpoint.
@@ -641,3 +707,31 @@ def _split(text: str, fields: int) -> tuple[str, ...] | str | None:
 def _hour_of(path: str) -> int:
     hour = partition_hour_ms(path)
     return hour if hour is not None else 0
+
+
+@dataclass
+class _Plan:
+    """A checkpoint to write: its run files and pending joins, then the checkpoint itself."""
+
+    checkpoint: Checkpoint
+    runs: list[tuple[str, Run]] = field(default_factory=list)
+    pending: list[tuple[str, pl.DataFrame]] = field(default_factory=list)
+    loaded: dict[str, list[Run]] = field(default_factory=dict)
+    error: Exception | None = None
+
+    def write(self, root: Root) -> None:
+        """Write every file, the checkpoint last (atomically): a crash leaves the previous one."""
+        try:
+            for path, run in self.runs:
+                root.write_bytes(path, run.to_bytes())
+            for path, held in self.pending:
+                root.write_parquet(path, held.to_arrow())
+            save_checkpoint(root, self.checkpoint)
+        except Exception as exc:  # noqa: BLE001 (handed to the thread that adopts the plan)
+            self.error = exc
+
+
+@dataclass
+class _Writing:
+    plan: _Plan
+    thread: threading.Thread
