@@ -84,7 +84,8 @@ def run_loop(
     ]
     if kinesis_streams(pipeline):
         sources.append(KinesisSource(pipeline, root, kinesis_streams(pipeline), ingestor=ingestor))
-    checkpointed = time.monotonic()
+    checkpointed = time.monotonic() - LIVE_CHECKPOINT_S  # the first pass checkpoints: a run that
+    # keeps being killed still keeps what its catch-up applied, and each start has less to redo
     with _Stop() as stop, ExitStack() as stack:
         for source in sources:
             stack.enter_context(source)
