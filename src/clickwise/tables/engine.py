@@ -557,9 +557,10 @@ class Tables:
         """:meth:`get_one` by key hash (from :meth:`key_hash`); ``None`` reads as a key without events."""
         values: dict[str, Any] = {}
         view = self._view  # one published state for every feed of the table
+        key = np.uint64(key_hash or 0)  # (converted once for every feed)
         for feed in self._table_feeds(table):
             runs = view.get(feed.name, ()) if key_hash is not None else ()
-            values.update(evaluate_feed(feed, runs, key_hash or 0, as_of_ms))
+            values.update(evaluate_feed(feed, runs, key, as_of_ms))
         finish_ratios(self._ratios[table], values)
         return {name: values[name] for name in self.pipeline.tables[table].aggregations}
 

@@ -22,9 +22,10 @@ Partial = Any
 
 class _Plan:
     """Per-feed constants for reads: the distinct (window, hop) pairs and which one each
-    aggregation uses (-1 for lifetime)."""
+    aggregation uses (-1 for lifetime); for one-run reads, where each aggregation's first row is
+    among the located edges, and what a key without events reads as."""
 
-    __slots__ = ("pairs", "slots", "aggs", "windows", "hops")
+    __slots__ = ("pairs", "slots", "aggs", "windows", "hops", "reads", "empty")
 
     def __init__(self, feed: Feed) -> None:
         pairs: list[tuple[int, int]] = []
@@ -42,6 +43,11 @@ class _Plan:
         self.aggs = feed.aggs
         self.windows = np.array([w for w, _ in pairs], dtype=np.int64)
         self.hops = np.array([h for _, h in pairs], dtype=np.int64)
+        # edges from locate(): [lo, hi, end, start of window pair 0, ...]; lifetime starts at lo
+        self.reads = [
+            (agg.name, agg, 0 if slot < 0 else 3 + slot) for agg, slot in zip(feed.aggs, slots, strict=True)
+        ]
+        self.empty = {agg.name: _finish(agg, [], 0) for agg in feed.aggs}  # (no moment in it)
 
 
 _PLANS: dict[int, _Plan] = {}
@@ -54,7 +60,9 @@ def _plan(feed: Feed) -> _Plan:
     return plan
 
 
-def evaluate_feed(feed: Feed, runs: Sequence[Run], key_hash: int, as_of_ms: int) -> dict[str, Any]:
+def evaluate_feed(
+    feed: Feed, runs: Sequence[Run], key_hash: int | np.uint64, as_of_ms: int
+) -> dict[str, Any]:
     """Every aggregation of ``feed`` for one key as of ``as_of_ms``."""
     plan = _plan(feed)
     if len(runs) == 1:  # the common case after compaction: one compiled search, no partials
@@ -91,7 +99,9 @@ def evaluate_feed(feed: Feed, runs: Sequence[Run], key_hash: int, as_of_ms: int)
     return {agg.name: _finish(agg, partials[i], as_of_ms) for i, agg in enumerate(feed.aggs)}
 
 
-def _from_one_run(feed: Feed, plan: _Plan, run: Run, key_hash: int, as_of_ms: int) -> dict[str, Any]:
+def _from_one_run(
+    feed: Feed, plan: _Plan, run: Run, key_hash: int | np.uint64, as_of_ms: int
+) -> dict[str, Any]:
     edges = np.empty(3 + len(plan.pairs), dtype=np.int64)
     found = locate(
         run.distinct,
@@ -105,13 +115,10 @@ def _from_one_run(feed: Feed, plan: _Plan, run: Run, key_hash: int, as_of_ms: in
         edges,
     )
     if not found:
-        return {agg.name: _finish(agg, [], as_of_ms) for agg in feed.aggs}
+        return dict(plan.empty)
     positions = edges.tolist()
-    lo, end = positions[0], positions[2]
-    return {
-        agg.name: _single(agg, run, lo if slot < 0 else positions[3 + slot], end, as_of_ms)
-        for agg, slot in zip(feed.aggs, plan.slots, strict=True)
-    }
+    end = positions[2]
+    return {name: _single(agg, run, positions[start], end, as_of_ms) for name, agg, start in plan.reads}
 
 
 def prepare_run(feed: Feed, run: Run) -> None:

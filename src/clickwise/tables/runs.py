@@ -149,7 +149,7 @@ class Run:
     def __len__(self) -> int:
         return len(self.times)
 
-    def key_slice(self, key_hash: int) -> tuple[int, int]:
+    def key_slice(self, key_hash: int | np.uint64) -> tuple[int, int]:
         """The rows of one key: one binary search over the run's distinct keys."""
         position = int(self.distinct.searchsorted(np.uint64(key_hash)))  # a Python int would copy the array
         if position == len(self.distinct) or self.distinct[position] != key_hash:
