@@ -52,9 +52,11 @@ def frame_key_hashes(frame: pl.DataFrame, fields: Sequence[str]) -> tuple[np.nda
     the key is complete (a null field means no key). No fields: the global table's key."""
     if not fields:
         return np.full(frame.height, hash_text(""), dtype=np.uint64), np.ones(frame.height, dtype=np.bool_)
-    text = frame.select(
-        pl.concat_str([pl.col(f).cast(pl.String) for f in fields], separator=KEY_SEPARATOR)
-    ).to_series()
+    if len(fields) == 1 and frame.schema[fields[0]] == pl.String:  # the text itself: no copy to join
+        text = frame.get_column(fields[0])
+    else:
+        keys = [pl.col(f).cast(pl.String) for f in fields]
+        text = frame.select(pl.concat_str(keys, separator=KEY_SEPARATOR)).to_series()
     return hash_keys(text.fill_null("").to_arrow()), text.is_not_null().to_numpy()
 
 
