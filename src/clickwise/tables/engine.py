@@ -459,7 +459,7 @@ class Tables:
         self._dirty = False
         self._adopt(plan)
 
-    def _plan(self) -> _Plan:
+    def _plan(self) -> _CheckpointPlan:
         """What a checkpoint of the current state writes: the runs not on disk yet, the pending
         joins, and the checkpoint naming them (a copy: updates go on changing the live one)."""
         live = self._checkpoint
@@ -471,7 +471,7 @@ class Tables:
             counters=dict(live.counters),
             dead_letters=list(live.dead_letters),
         )
-        plan = _Plan(checkpoint)
+        plan = _CheckpointPlan(checkpoint)
         for feed_name, runs in self._runs.items():
             paths = live.runs.get(feed_name, [])
             known = dict(zip((id(r) for r in self._loaded.get(feed_name, [])), paths, strict=False))
@@ -490,7 +490,7 @@ class Tables:
             checkpoint.pending[stream] = path
         return plan
 
-    def _adopt(self, plan: _Plan) -> None:
+    def _adopt(self, plan: _CheckpointPlan) -> None:
         """Take a written checkpoint as the last one: it names the runs on disk from now on."""
         live = self._checkpoint
         live.sequence = max(live.sequence, plan.checkpoint.sequence)
@@ -711,7 +711,7 @@ def _hour_of(path: str) -> int:
 
 
 @dataclass
-class _Plan:
+class _CheckpointPlan:
     """A checkpoint to write: its run files and pending joins, then the checkpoint itself."""
 
     checkpoint: Checkpoint
@@ -734,5 +734,5 @@ class _Plan:
 
 @dataclass
 class _Writing:
-    plan: _Plan
+    plan: _CheckpointPlan
     thread: threading.Thread

@@ -71,8 +71,8 @@ class Run:
 
     Event times are kept as offsets from ``base_ms`` (and arrival times from ``arrival_base_ms``):
     int32 when the run spans less than 24.8 days, which halves the largest columns of a run.
-    Offsets order and tie exactly like the times; :meth:`offset` turns a moment into the run's
-    scale for searches.
+    Offsets order and tie exactly like the times; :meth:`offsets` turns moments into the run's
+    scale for searches (compiled searches take ``base_ms`` and shift the moment themselves).
 
     A column that is only ever summed (sums and means) is kept as its running total, ``totals``,
     of the included rows' values with a leading 0: reads need only the total, so the values
@@ -112,10 +112,6 @@ class Run:
     def time_at(self, row: int) -> int:
         """The event time of one row, in milliseconds."""
         return int(self.times[row]) + self.base_ms
-
-    def offset(self, moment_ms: int) -> int:
-        """A moment on the scale of :attr:`times` (for compiled searches: any int64 compares right)."""
-        return moment_ms - self.base_ms
 
     def offsets(self, moments_ms: Sequence[int] | np.ndarray) -> np.ndarray:
         """Moments on the scale of :attr:`times`, in its dtype (clipped: every time lies inside), so
