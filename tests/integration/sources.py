@@ -3,6 +3,10 @@ ingested from files the ordinary way, is the reference every source must reprodu
 
 from __future__ import annotations
 
+import subprocess
+import time
+from collections.abc import Sequence
+
 import pyarrow as pa
 
 from clickwise.events import Lake
@@ -35,3 +39,15 @@ def _sorted(table: pa.Table) -> pa.Table:
 def lake_counts(root_url: str, pipeline: Pipeline) -> dict[str, int]:
     lake = Lake(open_root(root_url), pipeline)
     return {s: lake.count(s) for s in STREAMS}
+
+
+def restart_until_complete(
+    command: Sequence[str], root_url: str, pipeline: Pipeline, want: dict[str, int], timeout_s: float
+) -> None:
+    """Run ``command --once`` until the lake holds ``want``, at least once: a restart is what
+    applies the lake to the tables (a killed run may not have checkpointed them)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        subprocess.run([*command, "--once"], check=True, capture_output=True, timeout=timeout_s)
+        if lake_counts(root_url, pipeline) == want or time.monotonic() >= deadline:
+            return

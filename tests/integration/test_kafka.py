@@ -29,7 +29,16 @@ from clickwise.storage import open_root
 from clickwise.tables import Tables
 
 pytest.importorskip("confluent_kafka")
-from integration_sources import HOURS, SEED, START_MS, STREAMS, USERS, assert_same_tables, lake_counts
+from integration_sources import (
+    HOURS,
+    SEED,
+    START_MS,
+    STREAMS,
+    USERS,
+    assert_same_tables,
+    lake_counts,
+    restart_until_complete,
+)
 
 from clickwise.testing_kafka import TansuBroker  # noqa: E402
 
@@ -126,11 +135,7 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(
         process.wait(timeout=30)
     assert kills >= 2
     want = lake_counts(reference.root.url, reference.pipeline)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        subprocess.run([*command, "--once"], check=True, capture_output=True, timeout=120)
-        if lake_counts(root_url, pipeline) == want:
-            break
+    restart_until_complete(command, root_url, pipeline, want, timeout_s=120)
     assert lake_counts(root_url, pipeline) == want
     assert_same_tables(root_url, pipeline, reference)
     # the training rows the killed runs emitted (corrections applied) are those of one pass over the

@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import orjson
 import pytest
-from integration_sources import STREAMS, assert_same_tables, lake_counts
+from integration_sources import STREAMS, assert_same_tables, lake_counts, restart_until_complete
 
 from clickwise.engine import describe_status, run_loop
 from clickwise.examples import example_path
@@ -103,11 +103,7 @@ def test_sigkill_while_reading_kinesis_loses_and_repeats_nothing(
             os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
     want = lake_counts(reference.root.url, reference.pipeline)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:  # restart at least once: a restart applies what the lake holds
-        subprocess.run([*command, "--once"], check=True, capture_output=True, timeout=180)
-        if lake_counts(root_url, pipeline) == want:
-            break
+    restart_until_complete(command, root_url, pipeline, want, timeout_s=180)
     assert lake_counts(root_url, pipeline) == want
     assert_same_tables(root_url, pipeline, reference)
 
