@@ -25,7 +25,7 @@ from clickwise.memory import release_free_memory
 from clickwise.tables.feeds import FIXED_POINT_SCALE, AggPlan, Feed
 from clickwise.tables.hashing import hash_text, hash_texts
 from clickwise.tables.sketch import hash_values
-from clickwise.tables.sorting import merge_sorted_blocks, radix_argsort
+from clickwise.tables.sorting import merge_sorted_blocks, radix_argsort, rank_argsort
 
 KEY_SEPARATOR = "\x1f"
 _OFFSET_LIMIT = 2**31 - 1  # int32 offsets hold a run spanning up to 24.8 days
@@ -339,8 +339,9 @@ def key_order(key_hash: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     """A stable permutation grouping rows by key hash (ascending), the distinct hashes, and where
     each group starts. Rows already in time order stay in time order within their key.
 
-    With few distinct keys (countries, campaigns) their ranks are sorted by a stable radix sort on
-    16-bit digits; with many (users, impressions) the hashes themselves, by a byte-wise radix sort.
+    With few distinct keys (countries, campaigns) each row finds its key's rank in a small hash
+    table and one counting pass places the rows; with many (users, impressions) the hashes
+    themselves are radix sorted.
     """
     if len(key_hash) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64), np.zeros(1, dtype=np.int64)
@@ -351,12 +352,7 @@ def key_order(key_hash: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
         return order, ordered[starts], starts_from_counts(np.diff(np.r_[starts, len(ordered)]))
     distinct = np.sort(pl.Series(key_hash, dtype=pl.UInt64).unique().to_numpy())
-    rank = np.searchsorted(distinct, key_hash).astype(np.uint32)
-    order = np.argsort((rank & 0xFFFF).astype(np.uint16), kind="stable")
-    if len(distinct) > 0xFFFF:
-        high = (rank[order] >> 16).astype(np.uint16)
-        order = order[np.argsort(high, kind="stable")]
-    counts = np.bincount(rank, minlength=len(distinct))
+    order, counts = rank_argsort(key_hash, distinct)
     return order, distinct, starts_from_counts(counts)
 
 

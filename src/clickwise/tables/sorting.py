@@ -29,6 +29,13 @@ def merge_sorted_blocks(
     )
 
 
+def rank_argsort(values: np.ndarray, distinct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A stable argsort of unsigned 64-bit ``values`` drawn from the sorted ``distinct`` (few of
+    them: countries, campaigns), and how many of each: each value finds its rank in a small hash
+    table, then one counting pass places the rows."""
+    return _rank_argsort(np.ascontiguousarray(values, dtype=np.uint64), np.ascontiguousarray(distinct))
+
+
 def radix_argsort(values: np.ndarray) -> np.ndarray:
     """A stable argsort of unsigned 64-bit values (least significant 11-bit digit first; digits that
     are the same in every value are skipped)."""
@@ -88,6 +95,38 @@ def _merge_blocks(
         bounds = merged[: count + 1]
         blocks = count
     return source
+
+
+@numba.njit(cache=True, nogil=True)
+def _rank_argsort(values: np.ndarray, distinct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    size = 1
+    while size < 2 * len(distinct):
+        size *= 2
+    mask = np.uint64(size - 1)
+    slots = np.full(size, -1, dtype=np.int64)  # open addressing: the values are hashes already
+    for rank in range(len(distinct)):
+        slot = distinct[rank] & mask
+        while slots[slot] >= 0:
+            slot = (slot + np.uint64(1)) & mask
+        slots[slot] = rank
+    ranks = np.empty(len(values), dtype=np.int64)
+    counts = np.zeros(len(distinct), dtype=np.int64)
+    for i in range(len(values)):
+        slot = values[i] & mask
+        while distinct[slots[slot]] != values[i]:  # every value is one of distinct
+            slot = (slot + np.uint64(1)) & mask
+        ranks[i] = slots[slot]
+        counts[slots[slot]] += 1
+    position = np.empty(len(distinct), dtype=np.int64)
+    total = 0
+    for rank in range(len(distinct)):
+        position[rank] = total
+        total += counts[rank]
+    order = np.empty(len(values), dtype=np.int64)
+    for i in range(len(values)):
+        order[position[ranks[i]]] = i
+        position[ranks[i]] += 1
+    return order, counts
 
 
 @numba.njit(cache=True, nogil=True)
