@@ -81,6 +81,10 @@ class FeatureSet:
     def names(self) -> list[str]:
         return [info.name for info in self.infos]
 
+    def tables(self) -> list[str]:
+        """The tables the features read."""
+        return list(dict.fromkeys(table for table, _ in self._reads))
+
     def input_fields(self) -> list[str]:
         """Exposure fields the features read (besides the event time)."""
         return list(self._inputs)

@@ -91,7 +91,7 @@ def backfill(
     writer = DatasetWriter(target, features.infos, label.name, fmt=fmt, sagemaker=sagemaker)  # checks first
     _prepare(target, overwrite)
     if tables is None:
-        tables = Tables.open(pipeline, root)
+        tables = Tables.open(pipeline, root, threads=WORKERS)
     tables.catch_up()
     lake = Lake(root, pipeline)
     exposures = _by_hour(lake.files(label.exposure, from_ms, to_ms))
@@ -126,6 +126,7 @@ def backfill(
     # Two workers read and compute hours side by side (Arrow, numpy and the compiled loops release
     # the GIL) and one thread writes, in hour order; at most a few hours are in memory at once.
     with ThreadPoolExecutor(WORKERS, "cw-backfill") as workers, ThreadPoolExecutor(1, "cw-write") as out_pool:
+        tables.prepare_bulk_reads(features.tables(), workers)  # feed by feed, side by side
         queued: deque[tuple[int, Future[tuple[int, pa.Table | None]]]] = deque()
         upcoming = iter(hours)
         pending_write: Future[str] | None = None

@@ -10,6 +10,7 @@ window bounds, tie rules and fixed-point sums, checked against the same oracle i
 from __future__ import annotations
 
 import math
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numba
@@ -30,6 +31,8 @@ from clickwise.tables.sketch import (
 )
 
 _NO_PREVIOUS = np.iinfo(np.int64).max  # rows left out by a mask are never a first occurrence
+PREPARE_PARTS = 8
+"""Key ranges a run's distinct-count links are split into when an executor builds them."""
 
 
 @dataclass
@@ -178,11 +181,7 @@ def _distinct(
 ) -> np.ndarray:
     """Exact distinct counts from each row's previous occurrence; above the bound, the same sketch
     estimate as the one-key path."""
-    previous = _previous_occurrence(run, agg, values, valid)
-    name = f"{agg.column}<0"
-    firsts = run._prefix.get(name)
-    if firsts is None:  # how many rows so far were their key's first occurrence of their value
-        firsts = run._prefix[name] = np.r_[np.int64(0), np.cumsum(previous < 0, dtype=np.int64)]
+    previous, firsts = _occurrences(run, agg)
     counts = _count_first_occurrences(previous, firsts, lo, start, end)
     over = np.flatnonzero(counts > agg.exact_up_to)
     if len(over):
@@ -214,13 +213,41 @@ def _sketch_estimates(
     return estimates
 
 
-def _previous_occurrence(run: Run, agg: AggPlan, values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """For each row, the row of the same key's previous (valid) occurrence of its value, or -1."""
+def _occurrences(run: Run, agg: AggPlan, executor: Executor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """For each row, the row of the same key's previous (valid) occurrence of its value, or -1;
+    and how many rows so far were their key's first occurrence of their value (a prefix sum).
+    Built on the first bulk read of the run (or by :func:`prepare_bulk`) and kept with it; with an
+    ``executor``, ranges of keys are linked side by side."""
     name = f"{agg.column}<"
-    cached = run._prefix.get(name)
-    if cached is None:
-        cached = run._prefix[name] = _previous_in_keys(values, valid, run.starts.astype(np.int64, copy=False))
-    return cached
+    previous = run._prefix.get(name)
+    if previous is None:
+        values, valid = run.values[agg.column], run.values[agg.valid_column]
+        starts = run.starts.astype(np.int64, copy=False)
+        previous = np.empty(len(values), dtype=np.int64)
+        parts = 1 if executor is None else PREPARE_PARTS
+        # key ranges holding about the same number of rows each
+        bounds = np.unique(np.searchsorted(starts, np.linspace(0, len(values), parts + 1).astype(np.int64)))
+        bounds[0], bounds[-1] = 0, len(starts) - 1
+
+        def link(keys: tuple[int, int]) -> None:
+            _previous_in_keys(values, valid, starts, keys[0], keys[1], previous)
+
+        ranges = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
+        list((executor.map if executor is not None else map)(link, ranges))
+        run._prefix[name] = previous
+    firsts = run._prefix.get(f"{name}0")
+    if firsts is None:
+        firsts = run._prefix[f"{name}0"] = np.r_[np.int64(0), np.cumsum(previous < 0, dtype=np.int64)]
+    return previous, firsts
+
+
+def prepare_bulk(feed: Feed, run: Run, executor: Executor | None = None) -> None:
+    """Build what bulk reads of ``feed`` keep with ``run`` (the links of distinct counts) now,
+    rather than on the first read, split over ``executor`` when given: a backfill prepares its
+    feeds before it starts, so its workers neither wait for nor repeat this work."""
+    for agg in feed.aggs:
+        if agg.op == "distinct_count":
+            _occurrences(run, agg, executor)
 
 
 def finish_ratios_batch(ratios: list[RatioPlan], columns: dict[str, Column]) -> None:
@@ -489,12 +516,19 @@ def _fold_windows(
 
 
 @numba.njit(cache=True, nogil=True)
-def _previous_in_keys(values: np.ndarray, valid: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Within each key's rows, link every valid row to the previous valid row with the same value
-    (rows left out by the mask never count as an occurrence)."""
-    previous = np.full(len(values), _NO_PREVIOUS, dtype=np.int64)
-    for key in range(len(starts) - 1):
+def _previous_in_keys(
+    values: np.ndarray,
+    valid: np.ndarray,
+    starts: np.ndarray,
+    first_key: int,
+    end_key: int,
+    previous: np.ndarray,
+) -> None:
+    """Within each of the keys ``[first_key, end_key)``, link every valid row to the previous valid
+    row with the same value, in ``previous`` (rows left out by the mask never count as an occurrence)."""
+    for key in range(first_key, end_key):
         low, high = starts[key], starts[key + 1]
+        previous[low:high] = _NO_PREVIOUS
         rows = np.empty(high - low, dtype=np.int64)
         count = 0
         for j in range(low, high):
@@ -513,7 +547,6 @@ def _previous_in_keys(values: np.ndarray, valid: np.ndarray, starts: np.ndarray)
                 previous[row] = -1
             last_value = values[row]
             last_row = row
-    return previous
 
 
 @numba.njit(cache=True, nogil=True)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ from clickwise.events.lake import Lake, partition_hour_ms
 from clickwise.memory import release_free_memory
 from clickwise.spec import Pipeline
 from clickwise.storage import Root
-from clickwise.tables.batch import Column, Pairs, evaluate_feed_batch, finish_ratios_batch
+from clickwise.tables.batch import Column, Pairs, evaluate_feed_batch, finish_ratios_batch, prepare_bulk
 from clickwise.tables.evaluate import evaluate_feed, finish_ratios, prepare_run
 from clickwise.tables.feeds import Feed, RatioPlan, table_feeds, table_ratios
 from clickwise.tables.hashing import hash_text, hash_texts
@@ -114,11 +115,19 @@ class Tables:
 
     @classmethod
     def open(
-        cls, pipeline: Pipeline, root: Root, *, clock: Clock | None = None, rebuild: bool = False
+        cls,
+        pipeline: Pipeline,
+        root: Root,
+        *,
+        clock: Clock | None = None,
+        rebuild: bool = False,
+        threads: int = 1,
     ) -> Tables:
         """Load the state at ``root`` (empty when there is none).
 
         ``rebuild`` discards the state; the next :meth:`catch_up` replays the whole lake.
+        ``threads`` state files are decoded at once: faster, at a higher peak of memory (a
+        service keeps the default of one; a backfill, which has the memory, uses more).
         """
         checkpoint = load_checkpoint(root, pipeline, rebuild=rebuild)
         if rebuild:
@@ -127,11 +136,22 @@ class Tables:
         tables = cls(pipeline, root, checkpoint, clock or SystemClock())
         feeds = {feed.name: feed for table_feeds in tables._feeds.values() for feed in table_feeds}
         sizes = root.sizes(path for paths in checkpoint.runs.values() for path in paths)
-        loaded = {}  # the largest files first, while little else is resident: a lower peak
+        # the largest files first, while little else is resident: a lower peak
         by_size = sorted(checkpoint.runs.items(), key=lambda item: -sum(sizes[path] for path in item[1]))
-        for feed_name, paths in by_size:
-            loaded[feed_name] = [_load_run(root, path, feeds[feed_name].summed_columns) for path in paths]
+
+        def load(item: tuple[str, list[str]]) -> list[Run]:
+            feed_name, paths = item
+            runs = [_load_run(root, path, feeds[feed_name].summed_columns) for path in paths]
             release_free_memory()  # each file's decoding buffers, before the next file's
+            return runs
+
+        if threads > 1 and len(by_size) > 1:  # decoding and the numpy work release the GIL
+            with ThreadPoolExecutor(threads, thread_name_prefix="cw-load") as pool:
+                # the first compiled call of a process sets numba up (about 0.3 s): meanwhile
+                pool.submit(hash_texts, pa.array([""]))
+                loaded = dict(zip((name for name, _ in by_size), pool.map(load, by_size), strict=True))
+        else:
+            loaded = {name: load((name, paths)) for name, paths in by_size}
         for feed_name in checkpoint.runs:
             tables._runs[feed_name] = loaded[feed_name]
             tables._loaded[feed_name] = list(loaded[feed_name])
@@ -595,6 +615,19 @@ class Tables:
             columns.update(evaluate_feed_batch(feed, self._single_run(view, feed.name), pairs))
         finish_ratios_batch(self._ratios[table], columns)
         return columns
+
+    def prepare_bulk_reads(self, tables: Iterable[str], executor: Executor | None = None) -> None:
+        """Build now what the first bulk reads of ``tables`` would build (each feed's runs merged
+        into one, the links of distinct counts), the work split over ``executor`` when given."""
+        view = self._view
+        feeds = [feed for table in dict.fromkeys(tables) for feed in self._table_feeds(table)]
+        if executor is None:
+            runs = [self._single_run(view, feed.name) for feed in feeds]
+        else:
+            runs = list(executor.map(lambda feed: self._single_run(view, feed.name), feeds))
+        for feed, run in zip(feeds, runs, strict=True):
+            if run is not None:
+                prepare_bulk(feed, run, executor)
 
     def _single_run(self, view: dict[str, tuple[Run, ...]], feed_name: str) -> Run | None:
         """The feed's runs merged into one for bulk reads (cached until the runs change)."""
