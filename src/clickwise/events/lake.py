@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from clickwise.events.validate import ARRIVAL_MS, EVENT_MS
 from clickwise.spec import Pipeline
-from clickwise.storage import Root
+from clickwise.storage import Root, repetitive_columns
 from clickwise.time import MS_PER_HOUR, ms_to_datetime
 
 _PARTITION = re.compile(r"date=(\d{4})-(\d{2})-(\d{2})/hour=(\d{2})/")
@@ -54,19 +54,6 @@ def partition_hour_ms(path: str) -> int | None:
 class LakeFile:
     path: str
     hour_ms: int
-
-
-def _repetitive_texts(table: pa.Table, sample: int = 10_000) -> list[str]:
-    """Text columns whose values repeat (fewer distinct values than a fifth of the first rows):
-    worth dictionary encoding. Ids and addresses are not: building their dictionaries doubles the
-    cost of writing a file and saves nothing."""
-    head = table.slice(0, sample)
-    return [
-        field.name
-        for field in table.schema
-        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type)
-        if pc.count_distinct(head.column(field.name)).as_py() * 5 < max(1, head.num_rows)
-    ]
 
 
 class Lake:
@@ -97,7 +84,7 @@ class Lake:
             )
             for a, b in bounds
         ]
-        dictionary = _repetitive_texts(ordered)
+        dictionary = repetitive_columns(ordered, texts_only=True)
         statistics = [EVENT_MS, ARRIVAL_MS]  # what readers select by (the rest cost 30% of a write)
 
         def write(path: str, table: pa.Table) -> int:
