@@ -2,6 +2,7 @@
 
     python benchmarks/bench_backfill.py --workdir /tmp/bb       # 100k users x 40 h: about 10M rows
     python benchmarks/bench_backfill.py --users 20000 --hours 6 --workdir /tmp/bb-small
+    python benchmarks/bench_backfill.py --workdir /tmp/bb --repeat 5  # the median of 5 backfills
 
 Steps (each timed, on the same machine in the same run):
 1. generate the adclick streams and ingest them into the lake (skipped when ``--workdir`` has them),
@@ -36,6 +37,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,6 +46,7 @@ from pathlib import Path
 
 import duckdb
 
+from clickwise.dataset.backfill import WORKERS
 from clickwise.events import Ingestor
 from clickwise.examples import example_path
 from clickwise.spec import Pipeline, load_pipeline
@@ -76,7 +79,7 @@ root_dir, out, from_ms, to_ms = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(
 pipeline = load_pipeline(example_path("adclick"))
 root = open_root(root_dir)
 started = time.perf_counter()
-tables = Tables.open(pipeline, root)
+tables = Tables.open(pipeline, root, threads=2)  # as `clickwise dataset` opens them
 opened = time.perf_counter() - started
 tables_rss = peak()["VmRSS"]
 report = backfill(pipeline, root, out, from_ms, to_ms, fmt="parquet", tables=tables)
@@ -421,15 +424,27 @@ def _measure(args: argparse.Namespace, pipeline: Pipeline, root_dir: Path, from_
     print(f"tables built (not in the backfill figure): {events:,} events in {tables_s:.1f} s")
     out = root_dir.parent / "out"
     shutil.rmtree(out, ignore_errors=True)
-    full = _child(BACKFILL, root_dir, out / "backfill", from_ms, to_ms)
-    rows = int(full["rows"])
-    print(
-        f"backfill: {rows:,} rows in {full['seconds']:.1f} s = {rows / full['seconds']:,.0f} rows/s "
-        f"(end to end in a fresh process, opening the tables {full['open_s']:.1f} s included); "
-        f"peak RSS {_gib(full['peak'])}, of which the opened tables {_gib(full['tables_rss'])}; "
-        f"threads: 1 computing (numba loops, serial) + 1 reading ahead + 1 writing, "
-        f"polars pool {int(full['polars_threads'])}"
-    )
+    runs = []
+    for attempt in range(args.repeat):
+        shutil.rmtree(out / "backfill", ignore_errors=True)
+        full = _child(BACKFILL, root_dir, out / "backfill", from_ms, to_ms)
+        runs.append(full)
+        rows = int(full["rows"])
+        print(
+            f"backfill{f' (run {attempt + 1} of {args.repeat})' if args.repeat > 1 else ''}: "
+            f"{rows:,} rows in {full['seconds']:.1f} s = {rows / full['seconds']:,.0f} rows/s "
+            f"(end to end in a fresh process, opening the tables {full['open_s']:.1f} s included); "
+            f"peak RSS {_gib(full['peak'])}, of which the opened tables {_gib(full['tables_rss'])}; "
+            f"threads: {WORKERS} computing + 1 writing, polars pool {int(full['polars_threads'])}"
+        )
+    runs.sort(key=lambda run: run["seconds"])
+    full = runs[len(runs) // 2]  # the median run (the upper one of an even count) is compared below
+    if args.repeat > 1:
+        rates = [int(run["rows"]) / run["seconds"] for run in runs]
+        print(
+            f"backfill over {args.repeat} runs: median {statistics.median(rates):,.0f} rows/s "
+            f"(fastest {rates[0]:,.0f}, slowest {rates[-1]:,.0f})"
+        )
     if not args.no_half:
         half = _child(BACKFILL, root_dir, out / "half", from_ms, from_ms + (to_ms - from_ms) // 2)
         print(
@@ -464,6 +479,9 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--show", type=int, default=5, help="Differing rows printed per column (default 5).")
     parser.add_argument("--no-half", action="store_true", help="Skip the half-range memory run.")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="Full-range backfill runs (default 1); the median counts."
+    )
     parser.add_argument(
         "--duckdb-memory", default=None,
         help="DuckDB's memory_limit, e.g. 8GB (default: DuckDB's own, 80%% of RAM).",
