@@ -58,21 +58,35 @@ def _search(times: np.ndarray, lo: np.int64, hi: np.int64, target: int | np.int6
 @numba.njit(cache=True, nogil=True)
 def distinct_in(hashes: np.ndarray, valid: np.ndarray, start: int, end: int, limit: int) -> int:
     """The number of distinct ``hashes[start:end]`` where ``valid``; -1 when above ``limit`` (the
-    caller then estimates from a sketch)."""
-    chosen = np.empty(end - start, dtype=hashes.dtype)
-    n = 0
+    caller then estimates from a sketch). One pass through a small open-addressing set (the
+    hashes are random already, so their low bits pick the slot): no sort."""
+    size = 16
+    while size < 2 * (end - start):
+        size *= 2
+    mask = np.uint64(size - 1)
+    slots = np.zeros(size, dtype=np.uint64)  # 0 marks an empty slot; a hash of 0 is counted apart
+    zero = False
+    count = 0
     for i in range(start, end):
-        if valid[i]:
-            chosen[n] = hashes[i]
-            n += 1
-    if n == 0:
-        return 0
-    chosen = np.sort(chosen[:n])
-    count = 1
-    for i in range(1, n):
-        if chosen[i] != chosen[i - 1]:
+        if not valid[i]:
+            continue
+        value = np.uint64(hashes[i])
+        if value == 0:
+            if not zero:
+                zero = True
+                count += 1
+                if count > limit:
+                    return -1
+            continue
+        slot = value & mask
+        while slots[slot] != 0 and slots[slot] != value:
+            slot = (slot + np.uint64(1)) & mask
+        if slots[slot] == 0:
+            slots[slot] = value
             count += 1
-    return count if count <= limit else -1
+            if count > limit:
+                return -1
+    return count
 
 
 @numba.njit(cache=True, nogil=True)
