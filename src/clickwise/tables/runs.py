@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from clickwise.events.filters import filter_expr
 from clickwise.memory import release_free_memory
+from clickwise.storage import repetitive_columns
 from clickwise.tables.feeds import FIXED_POINT_SCALE, AggPlan, Feed
 from clickwise.tables.hashing import hash_text, hash_texts
 from clickwise.tables.sketch import hash_values
@@ -171,11 +172,11 @@ class Run:
         return {name: np.diff(total) for name, total in self.totals.items()}
 
     def to_bytes(self) -> bytes:
-        """Two Parquet files (events, then one row per key: text and count) behind a length.
+        """Two Parquet files (events, then one row per key: hash, count and text) behind a length.
 
-        Event times are delta-encoded and everything is zstd-compressed; key hashes are not stored
-        (they are recomputed from the key texts on load), so a run is smaller than the lake events
-        it came from.
+        Event times, key counts and key texts are delta-encoded, value columns whose values repeat
+        (prices, domains) are dictionaries, and everything but the key hashes (random bits) is
+        zstd-compressed, so a run is smaller than the lake events it came from and quick to write.
         """
         columns: dict[str, pa.Array] = {"event_ms": pa.array(self.event_ms())}
         if self.arrivals is not None:
@@ -190,12 +191,15 @@ class Run:
                 codes = pa.array(data, pa.int32(), mask=mask)
                 columns[name] = pa.DictionaryArray.from_arrays(codes, pa.array(labels, pa.string()))
         events = pa.table(columns)
-        delta: dict[str, str] = {n: "DELTA_BINARY_PACKED" for n in ("event_ms", "arrival_ms") if n in columns}
-        dictionary = list(self.labels)
+        times = [name for name in ("event_ms", "arrival_ms") if name in columns]
+        delta = dict.fromkeys(times, "DELTA_BINARY_PACKED")
+        values = events.drop_columns([*times, *self.labels])
+        dictionary = [*self.labels, *repetitive_columns(values)]
         counts = pa.array(np.diff(self.starts).astype(np.int64))
         first = _parquet(events, dictionary=dictionary, encodings=delta)
         keys = pa.table({"hash": pa.array(self.distinct), "count": counts, "text": self.key_texts})
-        second = _parquet(keys, dictionary=[], encodings={}, plain=["hash"])  # (random bits: no gain)
+        key_encodings = {"count": "DELTA_BINARY_PACKED", "text": "DELTA_LENGTH_BYTE_ARRAY"}
+        second = _parquet(keys, dictionary=[], encodings=key_encodings, plain=["hash"])
         return len(first).to_bytes(8, "little") + first + second
 
     @classmethod
