@@ -191,7 +191,7 @@ class Run:
                 codes = pa.array(data, pa.int32(), mask=mask)
                 columns[name] = pa.DictionaryArray.from_arrays(codes, pa.array(labels, pa.string()))
         events = pa.table(columns)
-        times = [name for name in ("event_ms", "arrival_ms") if name in columns]
+        times: list[str] = [name for name in ("event_ms", "arrival_ms") if name in columns]
         delta = dict.fromkeys(times, "DELTA_BINARY_PACKED")
         values = events.drop_columns([*times, *self.labels])
         dictionary = [*self.labels, *repetitive_columns(values)]
