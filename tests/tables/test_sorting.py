@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clickwise.tables.runs import key_order
-from clickwise.tables.sorting import merge_sorted_blocks, radix_argsort, rank_argsort
+from clickwise.tables.sorting import merge_key_blocks, merge_sorted_blocks, radix_argsort, rank_argsort
 
 
 @settings(max_examples=60, deadline=None)
@@ -63,3 +63,48 @@ def test_key_order_groups_rows_stably_with_few_or_many_keys(count: int, keys: in
     expected, counts = np.unique(values, return_counts=True)
     assert np.array_equal(distinct, expected)
     assert np.array_equal(starts, np.r_[0, np.cumsum(counts)])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 300), min_size=1, max_size=8),
+    keys=st.integers(1, 40),
+    spread=st.integers(1, 5),
+    with_arrival=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_merging_runs_key_by_key_is_a_stable_sort(
+    sizes: list[int], keys: int, spread: int, with_arrival: bool, seed: int
+) -> None:
+    """Runs (blocks of rows sorted by key hash, then time, then arrival) merged key by key equal a
+    stable lexsort of their concatenation; ties on time (and arrival) keep run order."""
+    rng = np.random.default_rng(seed)
+    pool = rng.integers(0, 2**63, keys, dtype=np.int64).astype(np.uint64)
+    hashes, times, arrivals, lows, highs, key_hashes, key_offsets = [], [], [], [], [], [], [0]
+    row = 0
+    for size in sizes:
+        key = pool[rng.integers(0, keys, size)]
+        time = rng.integers(0, spread, size).astype(np.int64)
+        arrival = rng.integers(0, spread, size).astype(np.int64)
+        block = np.lexsort((arrival, time, key)) if with_arrival else np.lexsort((time, key))
+        key, time, arrival = key[block], time[block], arrival[block]
+        distinct, first, count = np.unique(key, return_index=True, return_counts=True)
+        hashes.append(key), times.append(time), arrivals.append(arrival), key_hashes.append(distinct)
+        lows.append(first + row), highs.append(first + count + row)
+        key_offsets.append(key_offsets[-1] + len(distinct))
+        row += size
+    all_keys = np.concatenate(key_hashes)
+    zeros = np.zeros(len(all_keys), dtype=np.int64)
+    by_key = merge_sorted_blocks(np.array(key_offsets), all_keys, zeros, zeros)
+    key, time, arrival = np.concatenate(hashes), np.concatenate(times), np.concatenate(arrivals)
+    low, high = np.concatenate(lows), np.concatenate(highs)
+    given_arrival = arrival if with_arrival else zeros[:0]
+    order, first, counts = merge_key_blocks(by_key, all_keys, low, high, time, given_arrival)
+    expected = np.lexsort((arrival, time, key)) if with_arrival else np.lexsort((time, key))
+    assert np.array_equal(order, expected)  # lexsort is stable: ties keep their concatenated order
+    assert np.array_equal(all_keys[first], np.unique(key))
+    assert np.array_equal(counts, np.unique(key, return_counts=True)[1])
+    runs_of_first = np.searchsorted(key_offsets, first, side="right") - 1
+    runs_holding = [np.searchsorted(key_offsets, g, side="right") - 1 for g in range(len(all_keys))]
+    for distinct, run in zip(all_keys[first], runs_of_first, strict=True):  # the earliest run holding it
+        assert run == min(r for r, k in zip(runs_holding, all_keys, strict=True) if k == distinct)

@@ -26,7 +26,7 @@ from clickwise.storage import repetitive_columns
 from clickwise.tables.feeds import FIXED_POINT_SCALE, AggPlan, Feed
 from clickwise.tables.hashing import hash_text, hash_texts
 from clickwise.tables.sketch import hash_values
-from clickwise.tables.sorting import merge_sorted_blocks, radix_argsort, rank_argsort
+from clickwise.tables.sorting import merge_key_blocks, merge_sorted_blocks, radix_argsort, rank_argsort
 
 KEY_SEPARATOR = "\x1f"
 _OFFSET_LIMIT = 2**31 - 1  # int32 offsets hold a run spanning up to 24.8 days
@@ -479,49 +479,31 @@ def _plain(raw: pl.Series) -> np.ndarray:
 def merge_runs(runs: Sequence[Run]) -> Run:
     """One sorted run holding every event of ``runs`` (compaction).
 
-    Each run is already sorted by (key, time), so rows are ranked by key in the union of the
-    runs' keys and ordered by one composite number; a stable sort then only merges sorted runs.
+    Each run is already sorted by (key, time): the runs' keys are merged into their union, and
+    each key's rows are copied from the one run that holds it or merged from the few that do.
     """
     if len(runs) == 1:
         return runs[0]
     all_distinct = np.concatenate([r.distinct for r in runs])
-    # each run's keys are sorted and distinct: merge them into the union, ranking every key
+    # each run's keys are sorted and distinct: merge them into the union (ties in run order)
     key_offsets = np.cumsum([0, *(len(r.distinct) for r in runs)])
     zeros = np.zeros(len(all_distinct), dtype=np.int64)
     by_key = merge_sorted_blocks(key_offsets, all_distinct, zeros, zeros)
-    ordered = all_distinct[by_key]
-    new = np.ones(len(ordered), dtype=np.bool_)
-    new[1:] = ordered[1:] != ordered[:-1]
-    distinct, first = ordered[new], by_key[new]  # first: the earliest run holding the key
-    key_rank = np.empty(len(all_distinct), dtype=np.int64)
-    key_rank[by_key] = np.cumsum(new) - 1
-    rank = np.concatenate(
-        [
-            np.repeat(key_rank[key_offsets[i] : key_offsets[i + 1]], np.diff(r.starts))
-            for i, r in enumerate(runs)
-        ]
-    )
+    row_offsets = np.cumsum([0, *(len(r) for r in runs)])
+    row_low = np.concatenate([r.starts[:-1].astype(np.int64) + row_offsets[i] for i, r in enumerate(runs)])
+    row_high = np.concatenate([r.starts[1:].astype(np.int64) + row_offsets[i] for i, r in enumerate(runs)])
     event_ms = np.concatenate([r.event_ms() for r in runs])
     has_arrival = runs[0].arrivals is not None
     arrival = np.concatenate([r.arrival_ms() for r in runs]) if has_arrival else None
-    order = _merge_order(rank, event_ms, arrival, [len(r) for r in runs])
+    order, first, counts = merge_key_blocks(
+        by_key, all_distinct, row_low, row_high, event_ms, arrival if arrival is not None else zeros[:0]
+    )
+    distinct = all_distinct[first]  # first: the earliest run holding the key
     values, labels = _merged_values(runs, order)
-    counts = np.bincount(rank, minlength=len(distinct))
     starts = starts_from_counts(counts)
     texts = pa.concat_arrays([r.key_texts for r in runs]).take(pa.array(first))
     arrival = None if arrival is None else arrival[order]
     return Run.of(event_ms[order], arrival, values, distinct, starts, texts, labels, summed=runs[0].totals)
-
-
-def _merge_order(
-    rank: np.ndarray, event_ms: np.ndarray, arrival: np.ndarray | None, sizes: list[int]
-) -> np.ndarray:
-    """The order of the concatenated runs' rows by (key rank, event time, arrival time): the runs are
-    sorted already, so a linear merge of them (stable: ties keep run order)."""
-    offsets = np.cumsum([0, *sizes])
-    if arrival is None:
-        arrival = np.zeros(len(rank), dtype=np.int64)
-    return merge_sorted_blocks(offsets, rank, event_ms, arrival)
 
 
 def _remap(union: np.ndarray, labels: np.ndarray, codes: np.ndarray) -> np.ndarray:

@@ -29,6 +29,30 @@ def merge_sorted_blocks(
     )
 
 
+def merge_key_blocks(
+    by_key: np.ndarray,
+    key_hash: np.ndarray,
+    row_low: np.ndarray,
+    row_high: np.ndarray,
+    event_ms: np.ndarray,
+    arrival_ms: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge runs key by key. ``key_hash[g]`` is the hash of key block ``g`` (the concatenated keys
+    of every run), whose rows are ``[row_low[g], row_high[g])`` of the concatenated rows, sorted by
+    (event time, arrival time; ``arrival_ms`` may be empty); ``by_key`` orders the blocks by hash,
+    blocks of the same hash in run order. Returns the rows in (key, time, arrival) order (ties keep
+    run order), and per distinct key its first block and its number of rows. A key held by one run
+    is copied as it is; the others merge a handful of short blocks: one pass over the rows."""
+    return _merge_key_blocks(
+        np.ascontiguousarray(by_key, dtype=np.int64),
+        np.ascontiguousarray(key_hash),
+        np.ascontiguousarray(row_low, dtype=np.int64),
+        np.ascontiguousarray(row_high, dtype=np.int64),
+        np.ascontiguousarray(event_ms, dtype=np.int64),
+        np.ascontiguousarray(arrival_ms, dtype=np.int64),
+    )
+
+
 def rank_argsort(values: np.ndarray, distinct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A stable argsort of unsigned 64-bit ``values`` drawn from the sorted ``distinct`` (few of
     them: countries, campaigns), and how many of each: each value finds its rank in a small hash
@@ -95,6 +119,67 @@ def _merge_blocks(
         bounds = merged[: count + 1]
         blocks = count
     return source
+
+
+@numba.njit(cache=True, nogil=True)
+def _merge_key_blocks(
+    by_key: np.ndarray,
+    key_hash: np.ndarray,
+    row_low: np.ndarray,
+    row_high: np.ndarray,
+    event_ms: np.ndarray,
+    arrival_ms: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    blocks = len(by_key)
+    total = 0
+    for g in range(blocks):
+        total += row_high[g] - row_low[g]
+    order = np.empty(total, dtype=np.int64)
+    firsts = np.empty(blocks, dtype=np.int64)
+    counts = np.empty(blocks, dtype=np.int64)
+    positions = np.empty(blocks, dtype=np.int64)  # the next row of each block in a group
+    by_arrival = len(arrival_ms) > 0  # (no arrival times: ties on time keep run order)
+    out = 0
+    keys = 0
+    i = 0
+    while i < blocks:
+        wanted = key_hash[by_key[i]]
+        j = i + 1
+        while j < blocks and key_hash[by_key[j]] == wanted:
+            j += 1
+        begin = out
+        if j == i + 1:  # one run holds the key: its rows as they are
+            for row in range(row_low[by_key[i]], row_high[by_key[i]]):
+                order[out] = row
+                out += 1
+        else:
+            for k in range(i, j):
+                positions[k] = row_low[by_key[k]]
+            while True:
+                best = -1
+                for k in range(i, j):  # the earliest block wins a tie: stable
+                    row = positions[k]
+                    if row == row_high[by_key[k]]:
+                        continue
+                    if best < 0:
+                        best = k
+                        continue
+                    chosen = positions[best]
+                    if event_ms[row] < event_ms[chosen]:
+                        best = k
+                    elif event_ms[row] == event_ms[chosen] and by_arrival:
+                        if arrival_ms[row] < arrival_ms[chosen]:
+                            best = k
+                if best < 0:
+                    break
+                order[out] = positions[best]
+                positions[best] += 1
+                out += 1
+        firsts[keys] = by_key[i]
+        counts[keys] = out - begin
+        keys += 1
+        i = j
+    return order, firsts[:keys], counts[:keys]
 
 
 @numba.njit(cache=True, nogil=True)
