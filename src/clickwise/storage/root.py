@@ -40,20 +40,24 @@ def repetitive_columns(table: pa.Table, *, texts_only: bool = False, sample: int
     estimated (Chao1: the values seen once and twice tell how many were not seen); a column is
     repetitive when that is below a fifth of its rows and its dictionary stays small.
     """
-    if table.num_rows == 0:
+    candidates = [
+        field.name
+        for field in table.schema
+        if not pa.types.is_boolean(field.type)
+        if not texts_only or pa.types.is_string(field.type) or pa.types.is_large_string(field.type)
+    ]
+    if table.num_rows == 0 or not candidates:
         return []
     step = max(1, table.num_rows // sample)
-    rows = table.take(pa.array(range(0, table.num_rows, step))) if step > 1 else table
+    rows = table.select(candidates)
+    rows = rows.take(pa.array(range(0, table.num_rows, step))) if step > 1 else rows
     chosen = []
-    for field in table.schema:
-        textual = pa.types.is_string(field.type) or pa.types.is_large_string(field.type)
-        if (texts_only and not textual) or pa.types.is_boolean(field.type):
-            continue
-        counts = pc.value_counts(rows.column(field.name)).field("counts").to_numpy()
+    for name in candidates:
+        counts = pc.value_counts(rows.column(name)).field("counts").to_numpy()
         seen_once, seen_twice = int((counts == 1).sum()), int((counts == 2).sum())
         estimate = len(counts) + seen_once * (seen_once - 1) / (2 * (seen_twice + 1))
         if estimate * 5 < table.num_rows and estimate <= _DICTIONARY_VALUES:
-            chosen.append(field.name)
+            chosen.append(name)
     return chosen
 
 
