@@ -1,4 +1,5 @@
-"""The run merge, the radix sort and the rank sort against numpy's stable sorts."""
+"""The run merge, the radix sorts and the rank sort against numpy's stable sorts; the late count
+against a walk in arrival order."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clickwise.tables.runs import key_order
-from clickwise.tables.sorting import merge_key_blocks, merge_sorted_blocks, radix_argsort, rank_argsort
+from clickwise.tables.sorting import (
+    _msd_argsort,
+    count_late,
+    merge_key_blocks,
+    merge_sorted_blocks,
+    radix_argsort,
+    rank_argsort,
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -37,6 +45,50 @@ def test_radix_argsort_is_a_stable_argsort(count: int, bits: int, seed: int) -> 
     values = rng.integers(0, 2**63, count, dtype=np.int64).astype(np.uint64) >> np.uint64(64 - bits)
     values = values | (values << np.uint64(63 if bits < 64 else 0))  # the top bit set too, sometimes
     assert np.array_equal(radix_argsort(values), np.argsort(values, kind="stable"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(count=st.integers(0, 3000), keys=st.integers(1, 3000), seed=st.integers(0, 2**32 - 1))
+def test_most_significant_digit_first_is_a_stable_argsort(count: int, keys: int, seed: int) -> None:
+    """Hashes in buckets of the top digit, then parts of the next: parts of up to 32 values are
+    ordered by insertion, larger ones (a key repeated, or hashes alike in their top 22 bits) by a
+    merge sort; ties keep their order."""
+    rng = np.random.default_rng(seed)
+    pool = rng.integers(0, 2**63, keys, dtype=np.int64).astype(np.uint64) << np.uint64(1)
+    pool[: keys // 2] = (pool[: keys // 2] >> np.uint64(22)) | np.uint64(0xABC << 42)  # one part
+    values = pool[rng.integers(0, keys, count)]
+    assert np.array_equal(_msd_argsort(values), np.argsort(values, kind="stable"))
+
+
+def test_radix_argsort_of_many_hashes_is_a_stable_argsort() -> None:
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 2**64 - 1, 50_000, dtype=np.uint64)[rng.integers(0, 50_000, 200_000)]
+    assert np.array_equal(radix_argsort(values), np.argsort(values, kind="stable"))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    count=st.integers(0, 400),
+    delay=st.sampled_from([1, 10, 1000, 10**6]),
+    lateness=st.sampled_from([0, 10, 1000]),
+    high=st.one_of(st.none(), st.integers(0, 10**4)),
+    ties=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_count_late_equals_a_walk_in_arrival_order(
+    count: int, delay: int, lateness: int, high: int | None, ties: bool, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    event_ms = rng.integers(0, 10**4, count)
+    arrival_ms = event_ms + rng.integers(0, delay, count)
+    if ties and count:
+        arrival_ms[rng.integers(0, count, count // 2)] = arrival_ms[0]
+    start = int(np.iinfo(np.int64).min) if high is None else high
+    seen, late = start, 0
+    for row in np.argsort(arrival_ms, kind="stable"):
+        late += int(event_ms[row] + lateness < seen)
+        seen = max(seen, int(event_ms[row]))
+    assert count_late(event_ms, arrival_ms, start, lateness) == (late, seen)
 
 
 @settings(max_examples=60, deadline=None)

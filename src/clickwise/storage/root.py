@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
@@ -171,6 +172,22 @@ class Root:
         if not tables:
             raise StorageError("read_parquet needs at least one file")
         return pa.concat_tables(tables, promote_options="default")
+
+    def read_frame(self, relatives: Iterable[str], columns: list[str] | None = None) -> pl.DataFrame:
+        """:meth:`read_parquet` as a polars frame. Local files are decoded by polars itself: about
+        half the CPU of decoding with pyarrow and converting (files whose schemas differ, as when a
+        field was added later, are read by pyarrow, which unifies them)."""
+        paths = list(relatives)
+        if self.is_local() and paths:
+            try:
+                return pl.read_parquet(
+                    [self.path(relative) for relative in paths], columns=columns, hive_partitioning=False
+                )
+            except (pl.exceptions.PolarsError, OSError):
+                pass  # read again below: the same files, or the error worded for this root
+        frame = pl.from_arrow(self.read_parquet(paths, columns=columns))
+        assert isinstance(frame, pl.DataFrame)
+        return frame
 
     def list_files(self, prefix: str = "", *, suffix: str = "") -> list[str]:
         """Every file below ``prefix`` (recursive), relative to the root, sorted; temporaries skipped."""

@@ -42,6 +42,7 @@ from clickwise.tables.runs import (
     merge_runs,
     read_key_texts,
 )
+from clickwise.tables.sorting import count_late
 from clickwise.tables.state import (
     EXPIRED_PREFIX,
     Checkpoint,
@@ -299,8 +300,7 @@ class Tables:
         for stream in self._streams_in_order():
             paths = files.get(stream)
             if paths:
-                events = pl.from_arrow(self.root.read_parquet(paths, columns=self._columns(stream)))
-                assert isinstance(events, pl.DataFrame)
+                events = self.root.read_frame(paths, columns=self._columns(stream))
                 batches[stream] = events.sort(["_event_ms", "_arrival_ms"])  # runs need time order
                 report.files += len(paths)
                 report.events[stream] = report.events.get(stream, 0) + events.height
@@ -365,12 +365,11 @@ class Tables:
         advances the highest event time seen."""
         if not batches:
             return 0
-        times = pl.concat([b.select("_event_ms", "_arrival_ms") for b in batches]).sort("_arrival_ms")
-        event_ms = times.get_column("_event_ms").to_numpy()
+        event_ms = np.concatenate([b.get_column("_event_ms").to_numpy() for b in batches])
+        arrival_ms = np.concatenate([b.get_column("_arrival_ms").to_numpy() for b in batches])
         previous = self._checkpoint.counters.get("max_event_ms", np.iinfo(np.int64).min)
-        seen_before = np.maximum.accumulate(np.r_[previous, event_ms[:-1]])
-        late = int(np.count_nonzero(event_ms < seen_before - self.pipeline.allowed_lateness))
-        self._checkpoint.counters["max_event_ms"] = int(max(previous, event_ms.max()))
+        late, high = count_late(event_ms, arrival_ms, previous, self.pipeline.allowed_lateness)
+        self._checkpoint.counters["max_event_ms"] = high
         return late
 
     def _with_joins(self, stream: str, events: pl.DataFrame) -> pl.DataFrame:

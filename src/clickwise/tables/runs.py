@@ -370,6 +370,9 @@ def _assemble(
 ) -> Run:
     """A run from rows in time order: group them by key (stable) and keep one text (``texts`` has
     each row's) per key."""
+    if len(key_hash) and key_hash[0] == key_hash[-1] and (key_hash == key_hash[0]).all():  # one key:
+        distinct, starts = key_hash[:1], starts_from_counts(np.array([len(key_hash)]))  # as they are
+        return Run.of(event_ms, arrival_ms, values, distinct, starts, texts.slice(0, 1), summed=summed)
     order, distinct, starts = key_order(key_hash)
     key_texts = texts.take(pa.array(order[starts[:-1]]))
     return Run.of(
@@ -408,7 +411,8 @@ def build_run(feed: Feed, events: pl.DataFrame) -> Run | None:
         values.update(_agg_columns(agg, events, labels))
     event_ms = events.get_column("_event_ms").to_numpy()
     arrival = events.get_column("_arrival_ms").to_numpy() if feed.needs_order else None
-    run = _assemble(hash_keys(texts), event_ms, arrival, values, texts, feed.summed_columns)
+    key_hash = hash_keys(texts) if key_columns else np.full(events.height, hash_text(""), dtype=np.uint64)
+    run = _assemble(key_hash, event_ms, arrival, values, texts, feed.summed_columns)
     run.labels.update(labels)
     return run
 

@@ -61,9 +61,85 @@ def rank_argsort(values: np.ndarray, distinct: np.ndarray) -> tuple[np.ndarray, 
 
 
 def radix_argsort(values: np.ndarray) -> np.ndarray:
-    """A stable argsort of unsigned 64-bit values (least significant 11-bit digit first; digits that
-    are the same in every value are skipped)."""
-    return _radix_argsort(np.ascontiguousarray(values, dtype=np.uint64))
+    """A stable argsort of unsigned 64-bit values.
+
+    Hashes (whose top bits vary) are sorted most significant digit first: one pass over the whole
+    array places each value in its bucket by the top 11 bits, then each bucket, small enough for the
+    cache, is split by the next 11 bits and the few values of each part are put in order there.
+    Other values are sorted least significant 11-bit digit first, skipping digits that are the same
+    in every value.
+    """
+    data = np.ascontiguousarray(values, dtype=np.uint64)
+    if len(data) >= _MSD_MIN and int(data.max()) >> (64 - _DIGIT_BITS) > 0:
+        return _msd_argsort(data)
+    return _radix_argsort(data)
+
+
+def count_late(
+    event_ms: np.ndarray, arrival_ms: np.ndarray, high_ms: int, lateness_ms: int
+) -> tuple[int, int]:
+    """Events whose time was more than ``lateness_ms`` behind the highest event time seen before
+    they arrived (``high_ms`` before the first), in arrival order (ties: in the given order); and the
+    highest event time after them all.
+
+    Without sorting: arrival times fall in buckets, and an event is late when the highest time of
+    the earlier buckets is too far ahead of it, on time when even its own bucket's is not; only the
+    rare event between the two looks at its own bucket in arrival order.
+    """
+    if len(event_ms) == 0:
+        return 0, high_ms
+    return _count_late(
+        np.ascontiguousarray(event_ms, dtype=np.int64),
+        np.ascontiguousarray(arrival_ms, dtype=np.int64),
+        high_ms,
+        lateness_ms,
+    )
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_late(
+    event_ms: np.ndarray, arrival_ms: np.ndarray, high_ms: int, lateness_ms: int
+) -> tuple[int, int]:
+    count = len(event_ms)
+    low, top = arrival_ms.min(), arrival_ms.max()
+    width = max(np.int64(1), (top - low) // count + 1)  # at most about one bucket per event
+    buckets = (top - low) // width + 1
+    highest = np.full(buckets, np.iinfo(np.int64).min, dtype=np.int64)
+    for i in range(count):
+        b = (arrival_ms[i] - low) // width
+        highest[b] = max(highest[b], event_ms[i])
+    before = np.empty(buckets, dtype=np.int64)  # the highest time of the earlier buckets
+    running = high_ms
+    for b in range(buckets):
+        before[b] = running
+        running = max(running, highest[b])
+    late = 0
+    unsure = np.zeros(buckets, dtype=np.bool_)
+    for i in range(count):
+        b = (arrival_ms[i] - low) // width
+        if event_ms[i] + lateness_ms < before[b]:  # (not before - lateness: none yet is the minimum)
+            late += 1
+        elif event_ms[i] + lateness_ms < highest[b]:
+            unsure[b] = True
+    if unsure.any():  # those buckets' events in arrival order (stable), each against those before it
+        members = np.zeros(buckets + 1, dtype=np.int64)
+        for i in range(count):
+            members[(arrival_ms[i] - low) // width + 1] += 1
+        members = np.cumsum(members)
+        rows = np.empty(count, dtype=np.int64)
+        fill = members[:-1].copy()
+        for i in range(count):
+            b = (arrival_ms[i] - low) // width
+            rows[fill[b]] = i
+            fill[b] += 1
+        for b in np.flatnonzero(unsure):
+            bucket = rows[members[b] : members[b + 1]]
+            seen = before[b]
+            for i in bucket[np.argsort(arrival_ms[bucket], kind="mergesort")]:
+                if seen > event_ms[i] + lateness_ms >= before[b]:
+                    late += 1  # (late against the earlier buckets: counted above)
+                seen = max(seen, event_ms[i])
+    return late, running
 
 
 _DIGIT_BITS = 11  # six passes with 2,048 buckets (the counts stay in the first-level cache)
@@ -212,6 +288,74 @@ def _rank_argsort(values: np.ndarray, distinct: np.ndarray) -> tuple[np.ndarray,
         order[position[ranks[i]]] = i
         position[ranks[i]] += 1
     return order, counts
+
+
+_MSD_MIN = 1 << 16  # fewer values: least significant digit first, with fewer buckets to clear
+_SMALL = 32  # parts this small are ordered by insertion; larger ones by a merge sort
+
+
+@numba.njit(cache=True, nogil=True)
+def _msd_argsort(values: np.ndarray) -> np.ndarray:
+    count = len(values)
+    top = np.uint64(64 - _DIGIT_BITS)
+    starts = np.zeros(_RADIX + 1, dtype=np.int64)
+    for i in range(count):
+        starts[(values[i] >> top) + np.uint64(1)] += 1
+    starts = np.cumsum(starts)
+    fill = starts[:-1].copy()
+    order = np.empty(count, dtype=np.int64)
+    keys = np.empty(count, dtype=np.uint64)
+    for i in range(count):  # stable: each bucket keeps the values' order
+        slot = fill[values[i] >> top]
+        fill[values[i] >> top] = slot + 1
+        order[slot] = i
+        keys[slot] = values[i]
+    spare_order = np.empty(count, dtype=np.int64)
+    spare_keys = np.empty(count, dtype=np.uint64)
+    inner = np.zeros(_RADIX + 1, dtype=np.int64)
+    next_shift = np.uint64(64 - 2 * _DIGIT_BITS)
+    mask = np.uint64(_RADIX - 1)
+    for bucket in range(_RADIX):
+        low, high = starts[bucket], starts[bucket + 1]
+        if high - low <= _SMALL:
+            _insertion_sort(keys, order, low, high)
+            continue
+        inner[:] = 0
+        for i in range(low, high):
+            inner[((keys[i] >> next_shift) & mask) + np.uint64(1)] += 1
+        for digit in range(_RADIX):
+            inner[digit + 1] += inner[digit]
+        for i in range(low, high):
+            digit = (keys[i] >> next_shift) & mask
+            slot = low + inner[digit]
+            inner[digit] += 1
+            spare_order[slot] = order[i]
+            spare_keys[slot] = keys[i]
+        part = low  # inner[digit] now ends each part
+        for digit in range(_RADIX):
+            end = low + inner[digit]
+            if end - part <= _SMALL:
+                _insertion_sort(spare_keys, spare_order, part, end)
+            else:
+                by_key = np.argsort(spare_keys[part:end], kind="mergesort")  # stable
+                spare_order[part:end] = spare_order[part:end][by_key]
+                spare_keys[part:end] = spare_keys[part:end][by_key]
+            part = end
+        order[low:high] = spare_order[low:high]
+    return order
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _insertion_sort(keys: np.ndarray, order: np.ndarray, low: int, high: int) -> None:
+    for i in range(low + 1, high):
+        key, row = keys[i], order[i]
+        j = i
+        while j > low and keys[j - 1] > key:  # strictly greater: equal keys keep their order
+            keys[j] = keys[j - 1]
+            order[j] = order[j - 1]
+            j -= 1
+        keys[j] = key
+        order[j] = row
 
 
 @numba.njit(cache=True, nogil=True)
