@@ -4,7 +4,8 @@ A run keeps event and arrival times as offsets from their minimum (int32 when th
 than 24.8 days, int64 beyond) and summed columns as running totals. Neither may change an answer:
 reads of one key (``evaluate_feed``) and of many pairs (``evaluate_feed_batch``) at moments inside
 the run, at window edges and far outside the int32 range must equal a scan of the events, before
-and after a file round trip, a merge and a retention cut.
+and after a file round trip, a merge and a retention cut; and a run built from batches added in any
+time order (a catch-up's windows, then retried joins) equals the definition too.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from clickwise.tables.batch import Pairs, evaluate_feed_batch
 from clickwise.tables.evaluate import evaluate_feed
 from clickwise.tables.feeds import Feed, table_feeds
 from clickwise.tables.hashing import hash_text
-from clickwise.tables.runs import Run, build_run, drop_before, merge_runs
+from clickwise.tables.runs import Run, RunBuilder, build_run, drop_before, merge_runs
 
 DAY = 86_400_000
 T0 = 1_700_000_000_000
@@ -78,10 +79,14 @@ def _events(span_ms: int, count: int, seed: int) -> list[dict[str, Any]]:
     ]
 
 
-def _run(feed: Feed, events: list[dict[str, Any]]) -> Run:
+def _frame(events: list[dict[str, Any]]) -> pl.DataFrame:
     frame = pl.DataFrame(events, schema={"user": pl.String, "price": pl.Float64, "tag": pl.String,
                                          EVENT_MS: pl.Int64, ARRIVAL_MS: pl.Int64})  # fmt: skip
-    run = build_run(feed, frame.sort([EVENT_MS, ARRIVAL_MS], maintain_order=True))
+    return frame.sort([EVENT_MS, ARRIVAL_MS], maintain_order=True)
+
+
+def _run(feed: Feed, events: list[dict[str, Any]]) -> Run:
+    run = build_run(feed, _frame(events))
     assert run is not None
     return run
 
@@ -155,3 +160,27 @@ def test_offsets_and_totals_answer_like_the_definition(span_ms: int, dtype: type
     cutoff = events[len(events) // 3][EVENT_MS]
     kept = [e for e in events if e[EVENT_MS] >= cutoff]
     _check(drop_before(run, cutoff), kept, moments)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_run_built_from_batches_in_any_order_answers_like_the_definition(seed: int) -> None:
+    """Batches come in time order (windows) or not (joined events retried later); keys repeat
+    across batches. Building with ``keys`` gives those keys' events only and keeps the batches."""
+    rng = random.Random(seed)
+    events = _events(2 * DAY, 600, seed=seed)
+    cuts = sorted(rng.sample(range(1, len(events)), 4))
+    parts = [events[a:b] for a, b in zip([0, *cuts], [*cuts, len(events)], strict=True)]
+    if seed % 2:
+        rng.shuffle(parts)
+    builder = RunBuilder(FEED)
+    for part in parts:
+        builder.add(_frame(part))
+    moments = _moments(events, seed=seed)
+    only_a = builder.build(keys=np.array([hash_text("a"), hash_text("nobody")], dtype=np.uint64))
+    assert only_a is not None and only_a.key_texts.to_pylist() == ["a"]
+    _check(only_a, [e for e in events if e["user"] == "a"], moments)
+    assert len(builder) == len(events)  # (still every event)
+    run = builder.build()
+    assert run is not None and len(builder) == 0
+    assert sorted(run.key_texts.to_pylist()) == sorted({e["user"] for e in events})
+    _check(run, events, moments)

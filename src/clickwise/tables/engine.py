@@ -32,11 +32,11 @@ from clickwise.tables.batch import Column, Pairs, evaluate_feed_batch, finish_ra
 from clickwise.tables.evaluate import evaluate_feed, finish_ratios, prepare_run
 from clickwise.tables.feeds import Feed, RatioPlan, table_feeds, table_ratios
 from clickwise.tables.hashing import hash_text, hash_texts
-from clickwise.tables.joins import resolve
+from clickwise.tables.joins import join_key_hashes, resolve
 from clickwise.tables.runs import (
     KEY_SEPARATOR,
     Run,
-    build_run,
+    RunBuilder,
     drop_before,
     key_text,
     merge_runs,
@@ -59,6 +59,10 @@ TIER_RATIO = 2
 WINDOW_ROWS = 4_000_000
 """Lake events applied at once during a catch-up (bounds the events in memory; a window is whole
 hours)."""
+BUILD_ROWS = 40_000_000
+"""Lake events whose feed rows a catch-up gathers before grouping them into runs (bounds the
+memory they take: about 100 bytes per event for the adclick tables). One catch-up below this
+builds one run per feed: each event is sorted by key once, and nothing is left to merge."""
 CHECKPOINT_INTERVAL_S = 30.0
 """During a long catch-up, a checkpoint after the first window that ends this long after the last
 one (and one at the end): a crash loses at most this much work, never an event (the lake is the
@@ -100,6 +104,8 @@ class Tables:
             name: table_ratios(table) for name, table in pipeline.tables.items()
         }
         self._runs: dict[str, list[Run]] = {}  # the updater's working state
+        self._building: dict[str, RunBuilder] = {}  # applied events not grouped into runs yet
+        self._building_events = 0
         self._loaded: dict[str, list[Run]] = {}  # runs as named by the checkpoint, in its order
         self._pending: dict[str, pl.DataFrame] = {}
         self._merged: dict[str, tuple[tuple[int, ...], Run]] = {}  # bulk reads: one run per feed
@@ -248,6 +254,7 @@ class Tables:
             done += rows
             if progress is not None:
                 progress(done, total)
+        self._build_runs()
         if len(windows) > 1:
             self.compact()
         self._publish()
@@ -295,7 +302,6 @@ class Tables:
 
     def _apply_window(self, files: dict[str, list[str]], report: UpdateReport, *, persist: bool) -> None:
         counters = self._checkpoint.counters
-        new_runs: dict[str, list[Run]] = {}
         batches: dict[str, pl.DataFrame] = {}
         for stream in self._streams_in_order():
             paths = files.get(stream)
@@ -306,16 +312,28 @@ class Tables:
                 report.events[stream] = report.events.get(stream, 0) + events.height
         late = self._count_late(list(batches.values()))
         for stream, events in batches.items():
-            self._apply_stream(stream, self._with_joins(stream, events), report, new_runs)
-        self._retry_pending(report, new_runs)
+            self._apply_stream(stream, self._with_joins(stream, events), report)
+        self._retry_pending(report)
         report.late += late
         counters["late_events"] = counters.get("late_events", 0) + late
         self._checkpoint.applied.extend(p for paths in files.values() for p in paths)
-        for feed_name in new_runs:
-            self._compact(feed_name)
+        self._building_events += sum(events.height for events in batches.values())
         self._dirty = True
+        if persist or self._building_events >= BUILD_ROWS:
+            self._build_runs()
         if persist:
             self.checkpoint()
+
+    def _build_runs(self) -> None:
+        """Group the events applied since the last call into one new run per feed (then compact
+        feeds with too many runs)."""
+        for feed_name, builder in self._building.items():
+            run = builder.build()
+            if run is not None:
+                self._runs.setdefault(feed_name, []).append(run)
+                self._compact(feed_name)
+        self._building.clear()
+        self._building_events = 0
 
     def checkpoint(self) -> bool:
         """Write what was applied in memory since the last checkpoint (runs, pending joins, the
@@ -377,7 +395,14 @@ class Tables:
             feed = next(
                 f for f in self._feeds[join.table] if set(join.take.values()) <= {a.name for a in f.aggs}
             )
-            events = resolve(events, join, feed, self._runs.get(feed.name, []))
+            runs = list(self._runs.get(feed.name, []))
+            builder = self._building.get(feed.name)
+            if builder is not None:  # events of this catch-up not in runs yet: the keys wanted
+                wanted = join_key_hashes(events, join, feed.key_fields).drop_nulls().to_numpy()
+                recent = builder.build(keys=wanted) if len(wanted) else None
+                if recent is not None:
+                    runs.append(recent)
+            events = resolve(events, join, feed, runs)
         return events
 
     def _apply_stream(
@@ -385,7 +410,6 @@ class Tables:
         stream: str,
         events: pl.DataFrame,
         report: UpdateReport,
-        new_runs: dict[str, list[Run]],
         *,
         only_waiting: bool = False,
     ) -> None:
@@ -402,7 +426,8 @@ class Tables:
                     self._hold(stream, batch.filter(~ready))
                     batch = batch.filter(ready)
                 batch = self._within_retention(table_name, stream, batch, report)
-                self._add_run(feed, batch, new_runs)
+                if batch.height:
+                    self._building.setdefault(feed.name, RunBuilder(feed)).add(batch)
 
     def _within_retention(
         self, table_name: str, stream: str, events: pl.DataFrame, report: UpdateReport
@@ -433,20 +458,13 @@ class Tables:
             self._checkpoint.dead_letters.append(path)  # counts only once the checkpoint is saved
         return events.filter(~expired)
 
-    def _add_run(self, feed: Feed, events: pl.DataFrame, new_runs: dict[str, list[Run]]) -> None:
-        run = build_run(feed, events)
-        if run is None:
-            return
-        self._runs.setdefault(feed.name, []).append(run)
-        new_runs.setdefault(feed.name, []).append(run)
-
     def _hold(self, stream: str, events: pl.DataFrame) -> None:
         if events.height == 0:
             return
         held = self._pending.get(stream)
         self._pending[stream] = events if held is None else pl.concat([held, events], how="diagonal_relaxed")
 
-    def _retry_pending(self, report: UpdateReport, new_runs: dict[str, list[Run]]) -> None:
+    def _retry_pending(self, report: UpdateReport) -> None:
         """Joined events whose join found nothing get another try after each update."""
         for stream, held in list(self._pending.items()):
             joins = self.pipeline.streams[stream].joins
@@ -454,7 +472,7 @@ class Tables:
             retried = self._with_joins(stream, held.drop([c for c in outputs if c in held.columns]))
             retried = retried.sort(["_event_ms", "_arrival_ms"])
             self._pending.pop(stream)
-            self._apply_stream(stream, retried, report, new_runs, only_waiting=True)
+            self._apply_stream(stream, retried, report, only_waiting=True)
             self._expire_pending(stream)
 
     def _expire_pending(self, stream: str) -> None:
@@ -481,6 +499,7 @@ class Tables:
     def _plan(self) -> _CheckpointPlan:
         """What a checkpoint of the current state writes: the runs not on disk yet, the pending
         joins, and the checkpoint naming them (a copy: updates go on changing the live one)."""
+        self._build_runs()  # (a checkpoint names the files applied: their events must be in runs)
         live = self._checkpoint
         sequence = live.sequence + 1
         checkpoint = Checkpoint(

@@ -26,7 +26,14 @@ from clickwise.storage import repetitive_columns
 from clickwise.tables.feeds import FIXED_POINT_SCALE, AggPlan, Feed
 from clickwise.tables.hashing import hash_text, hash_texts
 from clickwise.tables.sketch import hash_values
-from clickwise.tables.sorting import merge_key_blocks, merge_sorted_blocks, radix_argsort, rank_argsort
+from clickwise.tables.sorting import (
+    group_sorted,
+    member_mask,
+    merge_key_blocks,
+    merge_sorted_blocks,
+    radix_sort,
+    rank_argsort,
+)
 
 KEY_SEPARATOR = "\x1f"
 _OFFSET_LIMIT = 2**31 - 1  # int32 offsets hold a run spanning up to 24.8 days
@@ -40,12 +47,7 @@ def key_text(values: tuple[object, ...]) -> str:
 
 def hash_keys(texts: pa.Array) -> np.ndarray:
     """Stable 64-bit hashes of key texts (hashing each distinct text once when keys repeat)."""
-    if len(texts) > 4096 and pc.count_distinct(texts.slice(0, 4096)).as_py() * 16 < 4096:  # few keys
-        encoded = texts.fill_null("").dictionary_encode()
-        if isinstance(encoded, pa.ChunkedArray):
-            encoded = encoded.combine_chunks()
-        return hash_texts(encoded.dictionary)[encoded.indices.to_numpy()]
-    return hash_texts(texts)
+    return _hash_key_texts(texts)[0]
 
 
 def frame_key_hashes(frame: pl.DataFrame, fields: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -351,39 +353,77 @@ def key_order(key_hash: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64), np.zeros(1, dtype=np.int64)
     sample = key_hash[:: max(1, len(key_hash) // 4096)]
     if len(np.unique(sample)) * 8 > len(sample):
-        order = radix_argsort(key_hash)
-        ordered = key_hash[order]
-        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-        return order, ordered[starts], starts_from_counts(np.diff(np.r_[starts, len(ordered)]))
+        order, ordered = radix_sort(key_hash)
+        distinct, starts = group_sorted(ordered)
+        return order, distinct, starts
     distinct = np.sort(pl.Series(key_hash, dtype=pl.UInt64).unique().to_numpy())
     order, counts = rank_argsort(key_hash, distinct)
     return order, distinct, starts_from_counts(counts)
 
 
-def _assemble(
-    key_hash: np.ndarray,
-    event_ms: np.ndarray,
-    arrival_ms: np.ndarray | None,
-    values: dict[str, np.ndarray],
-    texts: pa.Array,
-    summed: Collection[str] = (),
-) -> Run:
-    """A run from rows in time order: group them by key (stable) and keep one text (``texts`` has
-    each row's) per key."""
-    if len(key_hash) and key_hash[0] == key_hash[-1] and (key_hash == key_hash[0]).all():  # one key:
-        distinct, starts = key_hash[:1], starts_from_counts(np.array([len(key_hash)]))  # as they are
-        return Run.of(event_ms, arrival_ms, values, distinct, starts, texts.slice(0, 1), summed=summed)
-    order, distinct, starts = key_order(key_hash)
-    key_texts = texts.take(pa.array(order[starts[:-1]]))
-    return Run.of(
-        event_ms[order],
-        None if arrival_ms is None else arrival_ms[order],
-        {name: data[order] for name, data in values.items()},
-        distinct,
-        starts,
-        key_texts,
-        summed=summed,
-    )
+@dataclass
+class _Batch:
+    """One batch of a feed's events in time order, not grouped by key yet. Key texts are kept as
+    ``texts`` (one per row) or, when keys repeat, as positions ``text_index`` into ``texts``."""
+
+    key_hash: np.ndarray
+    event_ms: np.ndarray
+    arrival_ms: np.ndarray | None
+    values: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]  # text columns: the sorted texts their codes point into
+    texts: pa.Array
+    text_index: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.key_hash)
+
+    def take(self, rows: np.ndarray) -> _Batch:
+        """The batch's ``rows`` (ascending: still in time order)."""
+        return _Batch(
+            self.key_hash[rows],
+            self.event_ms[rows],
+            None if self.arrival_ms is None else self.arrival_ms[rows],
+            {name: data[rows] for name, data in self.values.items()},
+            self.labels,
+            self.texts,
+            rows if self.text_index is None else self.text_index[rows],
+        )
+
+
+class RunBuilder:
+    """A feed's batches of events, kept as they come and grouped by key into one run at the end.
+
+    A catch-up adds the events of each window and builds once: every event is sorted by key once,
+    instead of once in its window's run and again when those runs merge. Meanwhile a join reads the
+    rows of the keys it needs (:meth:`build` with ``keys``).
+    """
+
+    def __init__(self, feed: Feed) -> None:
+        self.feed = feed
+        self._batches: list[_Batch] = []
+
+    def __len__(self) -> int:
+        return sum(len(batch) for batch in self._batches)
+
+    def add(self, events: pl.DataFrame) -> None:
+        """Add a batch of the stream's events (lake columns, ordered by ``_event_ms``, then
+        ``_arrival_ms``); events without a full key are left out."""
+        batch = _batch(self.feed, events)
+        if batch is not None:
+            self._batches.append(batch)
+
+    def build(self, keys: np.ndarray | None = None) -> Run | None:
+        """One run of every event added, which the builder then forgets; with ``keys`` (sorted key
+        hashes), a run of those keys' events only, and the builder keeps everything."""
+        batches = self._batches
+        if keys is None:
+            self._batches = []
+        else:
+            batches = [b.take(np.flatnonzero(member_mask(b.key_hash, keys))) for b in batches]
+            batches = [b for b in batches if len(b)]
+        if not batches:
+            return None
+        return _assemble(batches, self.feed.summed_columns)
 
 
 def build_run(feed: Feed, events: pl.DataFrame) -> Run | None:
@@ -391,30 +431,148 @@ def build_run(feed: Feed, events: pl.DataFrame) -> Run | None:
 
     ``events`` must be ordered by (``_event_ms``, ``_arrival_ms``).
     """
+    builder = RunBuilder(feed)
+    builder.add(events)
+    return builder.build()
+
+
+def _batch(feed: Feed, events: pl.DataFrame) -> _Batch | None:
     if events.height == 0:
         return None
     key_columns = [pl.col(f) for f in feed.key_fields]
     if key_columns:
         events = events.filter(pl.all_horizontal([c.is_not_null() for c in key_columns]))
+        if events.height == 0:
+            return None
         if len(key_columns) == 1 and events.schema[feed.key_fields[0]] == pl.String:
             texts = events.get_column(feed.key_fields[0]).to_arrow()
         else:
             keys = [c.cast(pl.String) for c in key_columns]
             texts = events.select(pl.concat_str(keys, separator=KEY_SEPARATOR)).to_series().to_arrow()
-    else:
-        texts = pa.repeat(pa.scalar("", pa.large_string()), events.height)
-    if events.height == 0:
-        return None
+        key_hash, texts, text_index = _hash_key_texts(texts)
+    else:  # a global table: one key
+        key_hash = np.broadcast_to(np.uint64(hash_text("")), events.height)  # (views: no copy per row)
+        texts, text_index = pa.array([""], pa.large_string()), np.broadcast_to(np.int64(0), events.height)
     values: dict[str, np.ndarray] = {}
     labels: dict[str, np.ndarray] = {}
     for agg in feed.aggs:
         values.update(_agg_columns(agg, events, labels))
     event_ms = events.get_column("_event_ms").to_numpy()
     arrival = events.get_column("_arrival_ms").to_numpy() if feed.needs_order else None
-    key_hash = hash_keys(texts) if key_columns else np.full(events.height, hash_text(""), dtype=np.uint64)
-    run = _assemble(key_hash, event_ms, arrival, values, texts, feed.summed_columns)
-    run.labels.update(labels)
-    return run
+    return _Batch(key_hash, event_ms, arrival, values, labels, texts, text_index)
+
+
+def _hash_key_texts(texts: pa.Array) -> tuple[np.ndarray, pa.Array, np.ndarray | None]:
+    """Each row's key hash, and its key texts: the texts themselves, or when keys repeat (countries,
+    campaigns) the distinct texts and each row's position among them."""
+    texts = texts.cast(pa.large_string())
+    if len(texts) > 4096 and pc.count_distinct(texts.slice(0, 4096)).as_py() * 16 < 4096:  # few keys
+        encoded = texts.fill_null("").dictionary_encode()
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
+        index = encoded.indices.to_numpy()
+        return hash_texts(encoded.dictionary)[index], encoded.dictionary, index
+    return hash_texts(texts), texts, None
+
+
+def _assemble(batches: Sequence[_Batch], summed: Collection[str]) -> Run:
+    """A run from batches, each in time order: rows ordered by time across batches (batches usually
+    follow each other already), then grouped by key (stably), one key text kept per key."""
+    sizes = np.cumsum([0, *(len(b) for b in batches)])
+    key_hash = _joined([b.key_hash for b in batches])
+    event_ms = _joined([b.event_ms for b in batches])
+    arrival = None if batches[0].arrival_ms is None else _joined([b.arrival_ms for b in batches])  # type: ignore[misc]
+    by_time = None
+    if not _follow_each_other(batches):
+        none = np.zeros(len(event_ms), dtype=np.int64)
+        by_time = merge_sorted_blocks(sizes, event_ms, none if arrival is None else arrival, none)
+        key_hash = key_hash[by_time]
+    if key_hash[0] == key_hash[-1] and (key_hash == key_hash[0]).all():  # one key: time order it is
+        order = by_time
+        distinct, starts = key_hash[:1], starts_from_counts(np.array([len(key_hash)]))
+    else:
+        order, distinct, starts = key_order(key_hash)
+        if by_time is not None:
+            order = by_time[order]
+    del key_hash
+    firsts = order[starts[:-1]] if order is not None else np.zeros(1, dtype=np.int64)
+    texts = _key_texts(batches, sizes, firsts)
+    values, labels = _batch_values(batches, order)
+    gather = (lambda data: data) if order is None else (lambda data: data[order])
+    return Run.of(
+        gather(event_ms),
+        None if arrival is None else gather(arrival),
+        values,
+        distinct,
+        starts,
+        texts,
+        labels,
+        summed=summed,
+    )
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _follow_each_other(batches: Sequence[_Batch]) -> bool:
+    """Whether each batch starts no earlier (in time, then arrival) than the previous one ends."""
+    for before, after in zip(batches[:-1], batches[1:], strict=True):
+        end, start = int(before.event_ms[-1]), int(after.event_ms[0])
+        if start < end:
+            return False
+        if start == end and before.arrival_ms is not None and after.arrival_ms is not None:
+            if int(after.arrival_ms[0]) < int(before.arrival_ms[-1]):
+                return False
+    return True
+
+
+def _key_texts(batches: Sequence[_Batch], sizes: np.ndarray, rows: np.ndarray) -> pa.Array:
+    """The key texts of ``rows`` (row numbers across the batches)."""
+    if len(batches) == 1:
+        index = batches[0].text_index
+        return batches[0].texts.take(pa.array(rows if index is None else index[rows]))
+    positions = rows  # (when every batch keeps a text per row)
+    if any(b.text_index is not None for b in batches):
+        batch = np.searchsorted(sizes, rows, side="right") - 1
+        local = rows - sizes[batch]
+        text_sizes = np.cumsum([0, *(len(b.texts) for b in batches)])
+        positions = text_sizes[batch] + local
+        for number, b in enumerate(batches):
+            if b.text_index is not None:
+                mine = np.flatnonzero(batch == number)
+                positions[mine] = text_sizes[number] + b.text_index[local[mine]]
+    text_count = sum(len(b.texts) for b in batches)
+    if len(rows) * 4 > text_count:  # most texts: one take from them all (a copy of them first)
+        return pa.concat_arrays([b.texts for b in batches]).take(pa.array(positions))
+    # a few: each batch's where they are, then put in order (no copy of every text)
+    text_sizes = np.cumsum([0, *(len(b.texts) for b in batches)])
+    part = np.searchsorted(text_sizes, positions, side="right") - 1
+    by_part = np.argsort(part, kind="stable")
+    bounds = np.cumsum([0, *np.bincount(part, minlength=len(batches))])
+    pieces = []
+    for number, b in enumerate(batches):
+        mine = positions[by_part[bounds[number] : bounds[number + 1]]] - text_sizes[number]
+        pieces.append(b.texts.take(pa.array(mine)))
+    inverse = np.empty(len(rows), dtype=np.int64)
+    inverse[by_part] = np.arange(len(rows))
+    return pa.concat_arrays(pieces).take(pa.array(inverse))
+
+
+def _batch_values(
+    batches: Sequence[_Batch], order: np.ndarray | None
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    values: dict[str, np.ndarray] = {}
+    labels: dict[str, np.ndarray] = {}
+    for name in batches[0].values:
+        if name in batches[0].labels:  # text codes: into the union of the batches' texts
+            union = np.unique(np.concatenate([b.labels[name] for b in batches]))
+            data = _joined([_remap(union, b.labels[name], b.values[name]) for b in batches])
+            labels[name] = union
+        else:
+            data = _joined([b.values[name] for b in batches])
+        values[name] = data if order is None else data[order]
+    return values, labels
 
 
 def _agg_columns(agg: AggPlan, events: pl.DataFrame, labels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -60,6 +60,43 @@ def rank_argsort(values: np.ndarray, distinct: np.ndarray) -> tuple[np.ndarray, 
     return _rank_argsort(np.ascontiguousarray(values, dtype=np.uint64), np.ascontiguousarray(distinct))
 
 
+def member_mask(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Whether each of the unsigned 64-bit ``values`` (hashes) is one of ``wanted``: one probe of
+    a small hash table per value."""
+    return _member_mask(np.ascontiguousarray(values, dtype=np.uint64), np.unique(wanted).astype(np.uint64))
+
+
+@numba.njit(cache=True, nogil=True)
+def _hash_slots(keys: np.ndarray) -> tuple[np.ndarray, np.uint64]:
+    """An open-addressing table of distinct hashes (at most half full): each slot holds the position
+    in ``keys`` of the hash there, or -1; a hash starts probing at its low bits (``& mask``)."""
+    size = 2
+    while size < 2 * len(keys):
+        size *= 2
+    mask = np.uint64(size - 1)
+    slots = np.full(size, -1, dtype=np.int64)  # (the keys are hashes already: no hashing again)
+    for i in range(len(keys)):
+        slot = keys[i] & mask
+        while slots[slot] >= 0:
+            slot = (slot + np.uint64(1)) & mask
+        slots[slot] = i
+    return slots, mask
+
+
+@numba.njit(cache=True, nogil=True)
+def _member_mask(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    slots, mask = _hash_slots(wanted)
+    found = np.zeros(len(values), dtype=np.bool_)
+    for i in range(len(values)):
+        slot = values[i] & mask
+        while slots[slot] >= 0:
+            if wanted[slots[slot]] == values[i]:
+                found[i] = True
+                break
+            slot = (slot + np.uint64(1)) & mask
+    return found
+
+
 def radix_argsort(values: np.ndarray) -> np.ndarray:
     """A stable argsort of unsigned 64-bit values.
 
@@ -69,10 +106,41 @@ def radix_argsort(values: np.ndarray) -> np.ndarray:
     Other values are sorted least significant 11-bit digit first, skipping digits that are the same
     in every value.
     """
+    return radix_sort(values)[0]
+
+
+def radix_sort(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`radix_argsort`, and the values in that order."""
     data = np.ascontiguousarray(values, dtype=np.uint64)
     if len(data) >= _MSD_MIN and int(data.max()) >> (64 - _DIGIT_BITS) > 0:
         return _msd_argsort(data)
     return _radix_argsort(data)
+
+
+def group_sorted(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of sorted ``ordered`` and where each one's rows start (plus the end;
+    int32 when the rows allow)."""
+    distinct, starts = _group_sorted(np.ascontiguousarray(ordered))
+    return distinct, starts.astype(np.int32) if len(ordered) < 2**31 else starts
+
+
+@numba.njit(cache=True, nogil=True)
+def _group_sorted(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    count = len(ordered)
+    groups = 1 if count else 0
+    for i in range(1, count):
+        if ordered[i] != ordered[i - 1]:
+            groups += 1
+    distinct = np.empty(groups, dtype=ordered.dtype)
+    starts = np.empty(groups + 1, dtype=np.int64)
+    group = 0
+    for i in range(count):
+        if i == 0 or ordered[i] != ordered[i - 1]:
+            distinct[group] = ordered[i]
+            starts[group] = i
+            group += 1
+    starts[groups] = count
+    return distinct, starts
 
 
 def count_late(
@@ -260,16 +328,7 @@ def _merge_key_blocks(
 
 @numba.njit(cache=True, nogil=True)
 def _rank_argsort(values: np.ndarray, distinct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    size = 1
-    while size < 2 * len(distinct):
-        size *= 2
-    mask = np.uint64(size - 1)
-    slots = np.full(size, -1, dtype=np.int64)  # open addressing: the values are hashes already
-    for rank in range(len(distinct)):
-        slot = distinct[rank] & mask
-        while slots[slot] >= 0:
-            slot = (slot + np.uint64(1)) & mask
-        slots[slot] = rank
+    slots, mask = _hash_slots(distinct)
     ranks = np.empty(len(values), dtype=np.int64)
     counts = np.zeros(len(distinct), dtype=np.int64)
     for i in range(len(values)):
@@ -295,7 +354,7 @@ _SMALL = 32  # parts this small are ordered by insertion; larger ones by a merge
 
 
 @numba.njit(cache=True, nogil=True)
-def _msd_argsort(values: np.ndarray) -> np.ndarray:
+def _msd_argsort(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     count = len(values)
     top = np.uint64(64 - _DIGIT_BITS)
     starts = np.zeros(_RADIX + 1, dtype=np.int64)
@@ -342,7 +401,8 @@ def _msd_argsort(values: np.ndarray) -> np.ndarray:
                 spare_keys[part:end] = spare_keys[part:end][by_key]
             part = end
         order[low:high] = spare_order[low:high]
-    return order
+        keys[low:high] = spare_keys[low:high]
+    return order, keys
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -359,7 +419,7 @@ def _insertion_sort(keys: np.ndarray, order: np.ndarray, low: int, high: int) ->
 
 
 @numba.njit(cache=True, nogil=True)
-def _radix_argsort(values: np.ndarray) -> np.ndarray:
+def _radix_argsort(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     count = len(values)
     order = np.arange(count, dtype=np.int64)
     spare = np.empty(count, dtype=np.int64)
@@ -385,4 +445,4 @@ def _radix_argsort(values: np.ndarray) -> np.ndarray:
             spare_keys[slot] = keys[i]
         order, spare = spare, order
         keys, spare_keys = spare_keys, keys
-    return order
+    return order, keys
