@@ -57,9 +57,12 @@ def test_most_significant_digit_first_is_a_stable_argsort(count: int, keys: int,
     pool = rng.integers(0, 2**63, keys, dtype=np.int64).astype(np.uint64) << np.uint64(1)
     pool[: keys // 2] = (pool[: keys // 2] >> np.uint64(22)) | np.uint64(0xABC << 42)  # one part
     values = pool[rng.integers(0, keys, count)]
-    order, ordered = _msd_argsort(values)
+    order, ordered, slots, positions = _msd_argsort(values)
     assert np.array_equal(order, np.argsort(values, kind="stable"))
     assert np.array_equal(ordered, values[order])
+    staged = np.empty_like(values)
+    staged[slots] = values  # the first pass, then the second: the same order
+    assert np.array_equal(staged[positions], values[order])
 
 
 def test_radix_argsort_of_many_hashes_is_a_stable_argsort() -> None:
@@ -112,8 +115,9 @@ def test_rank_argsort_is_a_stable_argsort(count: int, keys: int, seed: int) -> N
 def test_key_order_groups_rows_stably_with_few_or_many_keys(count: int, keys: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     values = rng.integers(0, 2**63, keys, dtype=np.int64).astype(np.uint64)[rng.integers(0, keys, count)]
-    order, distinct, starts = key_order(values)
-    assert np.array_equal(order, np.argsort(values, kind="stable"))
+    permutation, distinct, starts = key_order(values)
+    assert np.array_equal(permutation.order, np.argsort(values, kind="stable"))
+    assert np.array_equal(permutation.apply(values * 3), values[permutation.order] * 3)
     expected, counts = np.unique(values, return_counts=True)
     assert np.array_equal(distinct, expected)
     assert np.array_equal(starts, np.r_[0, np.cumsum(counts)])

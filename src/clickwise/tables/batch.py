@@ -72,7 +72,7 @@ class Pairs:
         key_hash = np.ascontiguousarray(key_hash, dtype=np.uint64)
         as_of_ms = np.ascontiguousarray(as_of_ms, dtype=np.int64)
         known = np.ones(len(key_hash), dtype=np.bool_) if known is None else np.asarray(known, dtype=np.bool_)
-        order = key_order(key_hash)[0]  # stable: pairs in time order stay in time order per key
+        order = key_order(key_hash)[0].order  # stable: pairs in time order stay in time order per key
         return cls(key_hash, as_of_ms, known, order, key_hash[order], as_of_ms[order], known[order])
 
     def __len__(self) -> int:

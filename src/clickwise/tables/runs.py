@@ -27,6 +27,7 @@ from clickwise.tables.feeds import FIXED_POINT_SCALE, AggPlan, Feed
 from clickwise.tables.hashing import hash_text, hash_texts
 from clickwise.tables.sketch import hash_values
 from clickwise.tables.sorting import (
+    Permutation,
     group_sorted,
     member_mask,
     merge_key_blocks,
@@ -341,7 +342,7 @@ def starts_from_counts(counts: np.ndarray) -> np.ndarray:
     return starts
 
 
-def key_order(key_hash: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def key_order(key_hash: np.ndarray) -> tuple[Permutation, np.ndarray, np.ndarray]:
     """A stable permutation grouping rows by key hash (ascending), the distinct hashes, and where
     each group starts. Rows already in time order stay in time order within their key.
 
@@ -350,15 +351,19 @@ def key_order(key_hash: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     themselves are radix sorted.
     """
     if len(key_hash) == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64), np.zeros(1, dtype=np.int64)
+        return (
+            Permutation(np.zeros(0, dtype=np.int64)),
+            np.zeros(0, dtype=np.uint64),
+            np.zeros(1, dtype=np.int64),
+        )
     sample = key_hash[:: max(1, len(key_hash) // 4096)]
     if len(np.unique(sample)) * 8 > len(sample):
-        order, ordered = radix_sort(key_hash)
+        permutation, ordered = radix_sort(key_hash)
         distinct, starts = group_sorted(ordered)
-        return order, distinct, starts
+        return permutation, distinct, starts
     distinct = np.sort(pl.Series(key_hash, dtype=pl.UInt64).unique().to_numpy())
     order, counts = rank_argsort(key_hash, distinct)
-    return order, distinct, starts_from_counts(counts)
+    return Permutation(order), distinct, starts_from_counts(counts)
 
 
 @dataclass
@@ -487,18 +492,19 @@ def _assemble(batches: Sequence[_Batch], summed: Collection[str]) -> Run:
         none = np.zeros(len(event_ms), dtype=np.int64)
         by_time = merge_sorted_blocks(sizes, event_ms, none if arrival is None else arrival, none)
         key_hash = key_hash[by_time]
+    order: Permutation | None
     if key_hash[0] == key_hash[-1] and (key_hash == key_hash[0]).all():  # one key: time order it is
-        order = by_time
+        order = None if by_time is None else Permutation(by_time)
         distinct, starts = key_hash[:1], starts_from_counts(np.array([len(key_hash)]))
     else:
         order, distinct, starts = key_order(key_hash)
         if by_time is not None:
-            order = by_time[order]
+            order = order.after(by_time)
     del key_hash
-    firsts = order[starts[:-1]] if order is not None else np.zeros(1, dtype=np.int64)
+    firsts = order.order[starts[:-1]] if order is not None else np.zeros(1, dtype=np.int64)
     texts = _key_texts(batches, sizes, firsts)
     values, labels = _batch_values(batches, order)
-    gather = (lambda data: data) if order is None else (lambda data: data[order])
+    gather = (lambda data: data) if order is None else order.apply
     return Run.of(
         gather(event_ms),
         None if arrival is None else gather(arrival),
@@ -560,7 +566,7 @@ def _key_texts(batches: Sequence[_Batch], sizes: np.ndarray, rows: np.ndarray) -
 
 
 def _batch_values(
-    batches: Sequence[_Batch], order: np.ndarray | None
+    batches: Sequence[_Batch], order: Permutation | None
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     values: dict[str, np.ndarray] = {}
     labels: dict[str, np.ndarray] = {}
@@ -571,7 +577,7 @@ def _batch_values(
             labels[name] = union
         else:
             data = _joined([b.values[name] for b in batches])
-        values[name] = data if order is None else data[order]
+        values[name] = data if order is None else order.apply(data)
     return values, labels
 
 
