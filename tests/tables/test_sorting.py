@@ -4,11 +4,13 @@ against a walk in arrival order."""
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clickwise.tables.runs import key_order
 from clickwise.tables.sorting import (
+    Permutation,
     _msd_argsort,
     count_late,
     merge_key_blocks,
@@ -166,3 +168,22 @@ def test_merging_runs_key_by_key_is_a_stable_sort(
     runs_holding = [np.searchsorted(key_offsets, g, side="right") - 1 for g in range(len(all_keys))]
     for distinct, run in zip(all_keys[first], runs_of_first, strict=True):  # the earliest run holding it
         assert run == min(r for r, k in zip(runs_holding, all_keys, strict=True) if k == distinct)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    texts=st.lists(st.text(alphabet="ab\u00e9\u4e2d", max_size=9), min_size=1, max_size=300),
+    cuts=st.lists(st.integers(0, 300), max_size=3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_texts_follow_a_permutation_in_two_steps(texts: list[str], cuts: list[int], seed: int) -> None:
+    """Texts split over several arrays (one a slice of a larger one) moved bucket by bucket equal
+    a take in the sort's order."""
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, 2**63, len(texts), dtype=np.int64).astype(np.uint64) << np.uint64(1)
+    order, _, slots, positions = _msd_argsort(values)
+    bounds = sorted({0, len(texts), *(c for c in cuts if c < len(texts))})
+    whole = pa.array(["-", *texts], pa.string()).slice(1)
+    parts = [whole.slice(a, b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    moved = Permutation(order, slots, positions).apply_texts(parts)
+    assert moved.to_pylist() == [texts[row] for row in order]

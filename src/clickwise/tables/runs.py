@@ -485,12 +485,14 @@ def _assemble(batches: Sequence[_Batch], summed: Collection[str]) -> Run:
     follow each other already), then grouped by key (stably), one key text kept per key."""
     sizes = np.cumsum([0, *(len(b) for b in batches)])
     key_hash = _joined([b.key_hash for b in batches])
-    event_ms = _joined([b.event_ms for b in batches])
-    arrival = None if batches[0].arrival_ms is None else _joined([b.arrival_ms for b in batches])  # type: ignore[misc]
+    times, base_ms = _offsets_of([b.event_ms for b in batches])
+    arrivals, arrival_base_ms = None, 0
+    if batches[0].arrival_ms is not None:
+        arrivals, arrival_base_ms = _offsets_of([b.arrival_ms for b in batches])  # type: ignore[misc]
     by_time = None
-    if not _follow_each_other(batches):
-        none = np.zeros(len(event_ms), dtype=np.int64)
-        by_time = merge_sorted_blocks(sizes, event_ms, none if arrival is None else arrival, none)
+    if not _follow_each_other(batches):  # (offsets order like the times they stand for)
+        ties = np.zeros(len(times), dtype=np.int64) if arrivals is None else arrivals.astype(np.int64)
+        by_time = merge_sorted_blocks(sizes, times.astype(np.int64), ties, np.zeros(len(times), np.int64))
         key_hash = key_hash[by_time]
     order: Permutation | None
     if key_hash[0] == key_hash[-1] and (key_hash == key_hash[0]).all():  # one key: time order it is
@@ -501,20 +503,46 @@ def _assemble(batches: Sequence[_Batch], summed: Collection[str]) -> Run:
         if by_time is not None:
             order = order.after(by_time)
     del key_hash
-    firsts = order.order[starts[:-1]] if order is not None else np.zeros(1, dtype=np.int64)
-    texts = _key_texts(batches, sizes, firsts)
-    values, labels = _batch_values(batches, order)
-    gather = (lambda data: data) if order is None else order.apply
-    return Run.of(
-        gather(event_ms),
-        None if arrival is None else gather(arrival),
+    if order is not None and len(distinct) == len(order.order) and _texts_per_row(batches):
+        texts = order.apply_texts([b.texts for b in batches])  # every key once (impression ids)
+    else:
+        firsts = order.order[starts[:-1]] if order is not None else np.zeros(1, dtype=np.int64)
+        texts = _key_texts(batches, sizes, firsts)
+    scratch = np.empty(len(times) * 8 if order is not None else 0, dtype=np.uint8)  # (for every column)
+
+    def gather(data: np.ndarray) -> np.ndarray:
+        return data if order is None else order.apply(data, scratch)
+
+    values, labels = _batch_values(batches, gather)
+    values, totals = _split_totals(values, summed)
+    return Run(
+        gather(times),
+        base_ms,
+        None if arrivals is None else gather(arrivals),
+        arrival_base_ms,
         values,
         distinct,
         starts,
         texts,
         labels,
-        summed=summed,
+        totals,
     )
+
+
+def _offsets_of(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, int]:
+    """:func:`_offsets` of the parts' times joined (without joining the int64 times first)."""
+    if len(parts) == 1:
+        return _offsets(parts[0])
+    base_ms = min(int(part.min()) for part in parts if len(part))
+    top = max(int(part.max()) for part in parts if len(part))
+    offsets = np.empty(
+        sum(len(part) for part in parts), dtype=np.int32 if top - base_ms < _OFFSET_LIMIT else np.int64
+    )
+    start = 0
+    for part in parts:
+        np.subtract(part, base_ms, out=offsets[start : start + len(part)], casting="unsafe")
+        start += len(part)
+    return offsets, base_ms
 
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
@@ -531,6 +559,10 @@ def _follow_each_other(batches: Sequence[_Batch]) -> bool:
             if int(after.arrival_ms[0]) < int(before.arrival_ms[-1]):
                 return False
     return True
+
+
+def _texts_per_row(batches: Sequence[_Batch]) -> bool:
+    return all(b.text_index is None and not b.texts.null_count for b in batches)
 
 
 def _key_texts(batches: Sequence[_Batch], sizes: np.ndarray, rows: np.ndarray) -> pa.Array:
@@ -566,7 +598,7 @@ def _key_texts(batches: Sequence[_Batch], sizes: np.ndarray, rows: np.ndarray) -
 
 
 def _batch_values(
-    batches: Sequence[_Batch], order: Permutation | None
+    batches: Sequence[_Batch], gather: Callable[[np.ndarray], np.ndarray]
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     values: dict[str, np.ndarray] = {}
     labels: dict[str, np.ndarray] = {}
@@ -577,7 +609,7 @@ def _batch_values(
             labels[name] = union
         else:
             data = _joined([b.values[name] for b in batches])
-        values[name] = data if order is None else order.apply(data)
+        values[name] = gather(data)
     return values, labels
 
 

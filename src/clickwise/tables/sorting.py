@@ -14,10 +14,12 @@ array([1, 3, 2, 0])
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numba
 import numpy as np
+import pyarrow as pa
 
 
 def merge_sorted_blocks(
@@ -136,17 +138,87 @@ class Permutation:
     slots: np.ndarray | None = None
     positions: np.ndarray | None = None
 
-    def apply(self, data: np.ndarray) -> np.ndarray:
-        """``data`` (one value per input row) in the result's order."""
+    def apply(self, data: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
+        """``data`` (one value per input row) in the result's order. ``scratch`` (bytes, at least
+        as many as ``data`` holds) saves allocating the first step's memory for each column."""
         if self.slots is None or self.positions is None:
             return data[self.order]
-        staged = np.empty(len(data), dtype=data.dtype)
+        if scratch is not None and scratch.nbytes >= data.nbytes:
+            staged = scratch[: data.nbytes].view(data.dtype)
+        else:
+            staged = np.empty(len(data), dtype=data.dtype)
         staged[self.slots] = data
         return staged[self.positions]
+
+    def apply_texts(self, parts: Sequence[pa.Array]) -> pa.Array:
+        """Texts without nulls (one per input row, in ``parts`` read as one) in the result's order
+        (a large string array): bytes are moved in the same two steps as :meth:`apply`."""
+        parts = [part.cast(pa.large_string()) for part in parts]
+        if self.slots is None or self.positions is None:
+            return pa.concat_arrays(parts).take(pa.array(self.order))
+        sources = [_text_buffers(part) for part in parts]
+        staged_offsets = np.zeros(len(self.order) + 1, dtype=np.int64)
+        base = 0
+        for offsets, _ in sources:  # each part read in order, its texts sent to their buckets
+            _scatter_lengths(offsets, self.slots[base : base + len(offsets) - 1], staged_offsets)
+            base += len(offsets) - 1
+        np.cumsum(staged_offsets, out=staged_offsets)
+        staged = np.empty(staged_offsets[-1], dtype=np.uint8)
+        base = 0
+        for offsets, data in sources:
+            _scatter_bytes(offsets, data, self.slots[base : base + len(offsets) - 1], staged_offsets, staged)
+            base += len(offsets) - 1
+        out_offsets, out_data = _gather_texts(staged_offsets, staged, self.positions)
+        return pa.LargeStringArray.from_buffers(
+            len(self.order), pa.py_buffer(out_offsets), pa.py_buffer(out_data)
+        )
 
     def after(self, first: np.ndarray) -> Permutation:
         """The reordering ``first``, then this one."""
         return Permutation(first[self.order])
+
+
+def _text_buffers(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The offsets (of this array's rows) and the bytes of a large string array without nulls."""
+    if texts.null_count:
+        raise ValueError("texts with nulls cannot be moved as bytes")
+    buffers = texts.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=np.int64)[texts.offset : texts.offset + len(texts) + 1]
+    data = np.zeros(0, np.uint8) if buffers[2] is None else np.frombuffer(buffers[2], dtype=np.uint8)
+    return offsets, data
+
+
+@numba.njit(cache=True, nogil=True)
+def _scatter_lengths(offsets: np.ndarray, slots: np.ndarray, lengths: np.ndarray) -> None:
+    for i in range(len(slots)):  # (lengths[slot + 1]: a running sum turns them into offsets)
+        lengths[slots[i] + 1] = offsets[i + 1] - offsets[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def _scatter_bytes(
+    offsets: np.ndarray, data: np.ndarray, slots: np.ndarray, out_offsets: np.ndarray, out: np.ndarray
+) -> None:
+    for i in range(len(slots)):
+        start, target = offsets[i], out_offsets[slots[i]]
+        for j in range(offsets[i + 1] - start):
+            out[target + j] = data[start + j]
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather_texts(
+    offsets: np.ndarray, data: np.ndarray, positions: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    count = len(positions)
+    out_offsets = np.empty(count + 1, dtype=np.int64)
+    out_offsets[0] = 0
+    for k in range(count):
+        out_offsets[k + 1] = out_offsets[k] + offsets[positions[k] + 1] - offsets[positions[k]]
+    out = np.empty(out_offsets[count], dtype=np.uint8)
+    for k in range(count):
+        start, target = offsets[positions[k]], out_offsets[k]
+        for j in range(offsets[positions[k] + 1] - start):
+            out[target + j] = data[start + j]
+    return out_offsets, out
 
 
 def group_sorted(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
