@@ -9,11 +9,11 @@ text, so hashes are recomputed on load and never persisted.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numba
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -204,7 +204,7 @@ class Run:
         keys = pa.table({"hash": pa.array(self.distinct), "count": counts, "text": self.key_texts})
         key_encodings = {"count": "DELTA_BINARY_PACKED", "text": "DELTA_LENGTH_BYTE_ARRAY"}
         second = _parquet(keys, dictionary=[], encodings=key_encodings, plain=["hash", "count"])
-        return len(first).to_bytes(8, "little") + first + second
+        return b"".join([len(first).to_bytes(8, "little"), first, second])  # (one copy of each part)
 
     @classmethod
     def from_bytes(
@@ -268,9 +268,9 @@ def read_key_texts(data: bytes | pa.Buffer) -> pa.Array:
 
 def _parquet(
     table: pa.Table, *, dictionary: list[str], encodings: dict[str, str], plain: Sequence[str] = ()
-) -> bytes:
+) -> pa.Buffer:
     """One Parquet file, zstd-compressed except the ``plain`` columns."""
-    sink = io.BytesIO()
+    sink = pa.BufferOutputStream()
     pq.write_table(
         table,
         sink,
@@ -280,7 +280,7 @@ def _parquet(
         column_encoding=encodings or None,
         write_statistics=False,
     )
-    return sink.getvalue()
+    return sink.getvalue()  # (the stream's own buffer: no copy)
 
 
 def _codes_from_dictionary(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -504,10 +504,10 @@ def _assemble(batches: Sequence[_Batch], summed: Collection[str]) -> Run:
         if by_time is not None:
             order = order.after(by_time)
     del key_hash
-    if order is not None and len(distinct) == len(order.order) and _texts_per_row(batches):
+    if order is not None and len(distinct) == len(order) and _texts_per_row(batches):
         texts = order.apply_texts([b.texts for b in batches])  # every key once (impression ids)
     else:
-        firsts = order.order[starts[:-1]] if order is not None else np.zeros(1, dtype=np.int64)
+        firsts = order.order_at(starts[:-1]) if order is not None else np.zeros(1, dtype=np.int64)
         texts = _key_texts(batches, sizes, firsts)
     scratch = np.empty(len(times) * 8 if order is not None else 0, dtype=np.uint8)  # (for every column)
 
@@ -656,9 +656,17 @@ def _codes(raw: pl.Series) -> tuple[np.ndarray, np.ndarray]:
 
 def _fixed(raw: pl.Series, field_type: str | None) -> np.ndarray:
     if field_type == "float" or raw.dtype.is_float():
-        data = raw.cast(pl.Float64).fill_null(0.0).fill_nan(0.0).to_numpy()
-        return np.rint(np.clip(data, -_FIXED_LIMIT, _FIXED_LIMIT) * FIXED_POINT_SCALE).astype(np.int64)
+        return _to_fixed(raw.cast(pl.Float64).fill_null(0.0).fill_nan(0.0).to_numpy())
     return raw.cast(pl.Int64).fill_null(0).to_numpy()
+
+
+@numba.njit(cache=True, nogil=True)
+def _to_fixed(data: np.ndarray) -> np.ndarray:
+    """Values on the fixed-point grid, clipped to its range, rounded half to even (one pass)."""
+    out = np.empty(len(data), dtype=np.int64)
+    for i in range(len(data)):
+        out[i] = np.int64(np.rint(min(max(data[i], -_FIXED_LIMIT), _FIXED_LIMIT) * FIXED_POINT_SCALE))
+    return out
 
 
 def _value_hashes(raw: pl.Series) -> np.ndarray:

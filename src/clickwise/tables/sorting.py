@@ -117,13 +117,13 @@ def radix_sort(values: np.ndarray) -> tuple[Permutation, np.ndarray]:
     """:func:`radix_argsort` as a :class:`Permutation`, and the values in that order."""
     data = np.ascontiguousarray(values, dtype=np.uint64)
     if len(data) >= _MSD_MIN and int(data.max()) >> (64 - _DIGIT_BITS) > 0:
-        order, ordered, slots, positions = _msd_argsort(data)
-        return Permutation(order, slots, positions), ordered
+        first, ordered, slots, positions = _msd_argsort(data)
+        return Permutation(None, slots, positions, first), ordered
     order, ordered = _radix_argsort(data)
     return Permutation(order), ordered
 
 
-@dataclass(frozen=True)
+@dataclass
 class Permutation:
     """A reordering of rows: row ``k`` of the result is row ``order[k]`` of the input.
 
@@ -132,11 +132,29 @@ class Permutation:
     (where each input row went, bucketed by its top bits) and ``positions`` (which slot each result
     row comes from, within the same bucket). Applying it in those two steps reads and writes memory
     in a few thousand streams, and about four times faster for columns of millions of rows.
+    (``first`` is the first pass's order: ``order`` is ``first[positions]``, made when asked for.)
     """
 
-    order: np.ndarray
+    _order: np.ndarray | None
     slots: np.ndarray | None = None
     positions: np.ndarray | None = None
+    first: np.ndarray | None = None
+
+    @property
+    def order(self) -> np.ndarray:
+        if self._order is None:
+            assert self.first is not None and self.positions is not None
+            self._order = self.first[self.positions]
+        return self._order
+
+    def __len__(self) -> int:
+        return len(self.positions) if self.positions is not None else len(self.order)
+
+    def order_at(self, rows: np.ndarray) -> np.ndarray:
+        """``order[rows]`` (without making all of ``order``)."""
+        if self._order is None and self.first is not None and self.positions is not None:
+            return self.first[self.positions[rows]]
+        return self.order[rows]
 
     def apply(self, data: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
         """``data`` (one value per input row) in the result's order. ``scratch`` (bytes, at least
@@ -157,7 +175,7 @@ class Permutation:
         if self.slots is None or self.positions is None:
             return pa.concat_arrays(parts).take(pa.array(self.order))
         sources = [_text_buffers(part) for part in parts]
-        staged_offsets = np.zeros(len(self.order) + 1, dtype=np.int64)
+        staged_offsets = np.zeros(len(self) + 1, dtype=np.int64)
         base = 0
         for offsets, _ in sources:  # each part read in order, its texts sent to their buckets
             _scatter_lengths(offsets, self.slots[base : base + len(offsets) - 1], staged_offsets)
@@ -169,9 +187,7 @@ class Permutation:
             _scatter_bytes(offsets, data, self.slots[base : base + len(offsets) - 1], staged_offsets, staged)
             base += len(offsets) - 1
         out_offsets, out_data = _gather_texts(staged_offsets, staged, self.positions)
-        return pa.LargeStringArray.from_buffers(
-            len(self.order), pa.py_buffer(out_offsets), pa.py_buffer(out_data)
-        )
+        return pa.LargeStringArray.from_buffers(len(self), pa.py_buffer(out_offsets), pa.py_buffer(out_data))
 
     def after(self, first: np.ndarray) -> Permutation:
         """The reordering ``first``, then this one."""
@@ -459,7 +475,8 @@ _SMALL = 32  # parts this small are ordered by insertion; larger ones by a merge
 
 @numba.njit(cache=True, nogil=True)
 def _msd_argsort(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The order, the sorted values, and the two steps of the order (see :class:`Permutation`)."""
+    """The sorted values and the sort's two steps: the first pass's order, where each value went in
+    it, and where each sorted value comes from in it (see :class:`Permutation`)."""
     count = len(values)
     top = np.uint64(64 - _DIGIT_BITS)
     starts = np.zeros(_RADIX + 1, dtype=np.int64)
@@ -510,11 +527,7 @@ def _msd_argsort(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
             part = end
         order[low:high] = spare_order[low:high]
         keys[low:high] = spare_keys[low:high]
-    positions = order
-    order = np.empty(count, dtype=np.int64)
-    for k in range(count):  # (within a bucket: near each other)
-        order[k] = first_order[positions[k]]
-    return order, keys, slots, positions
+    return first_order, keys, slots, order
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
