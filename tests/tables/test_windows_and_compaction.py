@@ -16,8 +16,9 @@ from clickwise.examples import example_path
 from clickwise.spec import load_pipeline, parse_pipeline
 from clickwise.storage import open_root
 from clickwise.synth import generate
-from clickwise.tables import Tables
+from clickwise.tables import Tables, engine
 from clickwise.tables.engine import MAX_RUNS
+from clickwise.tables.runs import merge_runs
 from clickwise.time import FixedClock
 
 START_MS = 1_767_571_200_000  # 2026-01-05T00:00:00Z
@@ -41,10 +42,21 @@ def _ingest(pipeline_text: str | None, generated: Path, root_dir: Path) -> tuple
     return pipeline, root
 
 
-def test_small_windows_compact_and_equal_one_window_and_the_oracle(generated: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("build_rows", [None, 1])
+def test_small_windows_compact_and_equal_one_window_and_the_oracle(
+    generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, build_rows: int | None
+) -> None:
+    """Many windows gathered into one run per feed, or (``build_rows``) into a run each: more runs
+    than MAX_RUNS, so size-tiered compaction merges them as they come."""
+    if build_rows is not None:
+        monkeypatch.setattr(engine, "BUILD_ROWS", build_rows)
     pipeline, root = _ingest(None, generated, tmp_path / "small")
     small = Tables.open(pipeline, root, clock=NOW)  # type: ignore[arg-type]
-    small.catch_up(window_rows=500)  # many windows: size-tiered compaction runs between them
+    merges = []
+    monkeypatch.setattr(engine, "merge_runs", lambda runs: merges.append(len(runs)) or merge_runs(runs))
+    small.catch_up(window_rows=500)
+    if build_rows is not None:  # merges during the catch-up, not only the final one per feed
+        assert len(merges) > len(small.run_counts())
     _, root_big = _ingest(None, generated, tmp_path / "big")
     big = Tables.open(pipeline, root_big, clock=NOW)  # type: ignore[arg-type]
     big.catch_up()

@@ -59,10 +59,11 @@ TIER_RATIO = 2
 WINDOW_ROWS = 4_000_000
 """Lake events applied at once during a catch-up (bounds the events in memory; a window is whole
 hours)."""
-BUILD_ROWS = 40_000_000
+BUILD_ROWS = 30_000_000
 """Lake events whose feed rows a catch-up gathers before grouping them into runs (bounds the
-memory they take: about 100 bytes per event for the adclick tables). One catch-up below this
-builds one run per feed: each event is sorted by key once, and nothing is left to merge."""
+memory they take: the adclick tables hold about 120 bytes per event, and a 27M-event catch-up
+peaks at 4.7 GiB). One catch-up below this builds one run per feed: each event is sorted by key
+once, and nothing is left to merge."""
 CHECKPOINT_INTERVAL_S = 30.0
 """During a long catch-up, a checkpoint after the first window that ends this long after the last
 one (and one at the end): a crash loses at most this much work, never an event (the lake is the
