@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from tables_oracle import ARRIVAL_MS, EVENT_MS, aggregate, empty_value, matches, same_value, window_start_ms
 
@@ -184,3 +186,26 @@ def test_a_run_built_from_batches_in_any_order_answers_like_the_definition(seed:
     assert run is not None and len(builder) == 0
     assert sorted(run.key_texts.to_pylist()) == sorted({e["user"] for e in events})
     _check(run, events, moments)
+
+
+def test_run_files_with_absolute_times_still_read() -> None:
+    """Files written before times were stored as offsets hold absolute ``event_ms``/``arrival_ms``."""
+    events = _events(6 * 3_600_000, 200, seed=5)
+    run = _run(FEED, events)
+    data = pa.py_buffer(run.to_bytes())
+    size = int.from_bytes(data.slice(0, 8).to_pybytes(), "little")
+    table = pq.read_table(pa.BufferReader(data.slice(8, size)))
+    old = table.drop_columns(["event_offset_ms", "arrival_offset_ms"]).replace_schema_metadata(None)
+    old = old.add_column(0, "arrival_ms", pa.array(run.arrival_ms())).add_column(
+        0, "event_ms", pa.array(run.event_ms())
+    )
+    sink = pa.BufferOutputStream()
+    pq.write_table(old, sink)
+    first = sink.getvalue()
+    legacy = b"".join([len(first).to_bytes(8, "little"), first, data.slice(8 + size)])
+    reloaded = Run.from_bytes(legacy, summed=FEED.summed_columns)
+    assert reloaded.base_ms == run.base_ms and np.array_equal(reloaded.times, run.times)
+    assert reloaded.arrival_base_ms == run.arrival_base_ms
+    assert reloaded.arrivals is not None and run.arrivals is not None
+    assert np.array_equal(reloaded.arrivals, run.arrivals)
+    _check(reloaded, events, _moments(events, seed=2))

@@ -37,6 +37,8 @@ from clickwise.tables.sorting import (
 )
 
 KEY_SEPARATOR = "\x1f"
+_EVENT_OFFSETS, _ARRIVAL_OFFSETS = "event_offset_ms", "arrival_offset_ms"
+_TIME_COLUMNS = (_EVENT_OFFSETS, _ARRIVAL_OFFSETS, "event_ms", "arrival_ms")
 _OFFSET_LIMIT = 2**31 - 1  # int32 offsets hold a run spanning up to 24.8 days
 _FIXED_LIMIT = 9e9  # |value| beyond this would overflow the fixed-point grid; such values are clipped
 
@@ -177,14 +179,18 @@ class Run:
     def to_bytes(self) -> bytes:
         """Two Parquet files (events, then one row per key: hash, count and text) behind a length.
 
-        Event times, key counts and key texts are delta-encoded, value columns whose values repeat
+        Event (and arrival) times are stored as the run keeps them, offsets from a base kept in the
+        file's metadata (files written before hold absolute ``event_ms``/``arrival_ms``; both read).
+        Times, key counts and key texts are delta-encoded, value columns whose values repeat
         (prices, domains) are dictionaries, and everything but the key hashes (random bits) and the
         delta-encoded numbers (zstd finds little left in them, at a third more writing time) is
         zstd-compressed, so a run is smaller than the lake events it came from and quick to write.
         """
-        columns: dict[str, pa.Array] = {"event_ms": pa.array(self.event_ms())}
+        columns: dict[str, pa.Array] = {_EVENT_OFFSETS: pa.array(self.times)}
+        bases = {_EVENT_OFFSETS: str(self.base_ms)}
         if self.arrivals is not None:
-            columns["arrival_ms"] = pa.array(self.arrival_ms())
+            columns[_ARRIVAL_OFFSETS] = pa.array(self.arrivals)
+            bases[_ARRIVAL_OFFSETS] = str(self.arrival_base_ms)
         for name, data in {**self.values, **self.summed_values()}.items():
             labels = self.labels.get(name)
             if labels is None:
@@ -194,8 +200,8 @@ class Run:
                 mask = ~valid if valid is not None else None
                 codes = pa.array(data, pa.int32(), mask=mask)
                 columns[name] = pa.DictionaryArray.from_arrays(codes, pa.array(labels, pa.string()))
-        events = pa.table(columns)
-        times: list[str] = [name for name in ("event_ms", "arrival_ms") if name in columns]
+        events = pa.table(columns).replace_schema_metadata({f"base:{k}": v for k, v in bases.items()})
+        times: list[str] = [name for name in (_EVENT_OFFSETS, _ARRIVAL_OFFSETS) if name in columns]
         delta = dict.fromkeys(times, "DELTA_BINARY_PACKED")
         values = events.drop_columns([*times, *self.labels])
         dictionary = [*self.labels, *repetitive_columns(values)]
@@ -234,15 +240,23 @@ class Run:
             release_free_memory()  # (the last column's decoding buffers)
             return events.read(columns=[name]).column(0)
 
-        times, base_ms = _offsets(_to_numpy(column("event_ms")))
-        arrivals, arrival_base_ms = None, 0
-        if "arrival_ms" in names:
-            arrivals, arrival_base_ms = _offsets(_to_numpy(column("arrival_ms")))
+        metadata = {key.decode(): value.decode() for key, value in (schema.metadata or {}).items()}
+
+        def times_of(offsets: str, absolute: str) -> tuple[np.ndarray | None, int]:
+            if offsets in names:
+                return _to_numpy(column(offsets)), int(metadata[f"base:{offsets}"])
+            if absolute in names:  # (a file written before offsets were stored)
+                return _offsets(_to_numpy(column(absolute)))
+            return None, 0
+
+        times, base_ms = times_of(_EVENT_OFFSETS, "event_ms")
+        assert times is not None
+        arrivals, arrival_base_ms = times_of(_ARRIVAL_OFFSETS, "arrival_ms")
         values, labels = {}, {}
         for name in names:
             if name in texts_columns:
                 values[name], labels[name] = _codes_from_dictionary(column(name))
-            elif name not in ("event_ms", "arrival_ms") and name not in summed:
+            elif name not in _TIME_COLUMNS and name not in summed:
                 values[name] = _to_numpy(column(name))
         totals = {  # (after the valid masks they read)
             name: _running_total(_to_numpy(column(name)), values.get(_valid_name(name)))
