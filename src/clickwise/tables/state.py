@@ -29,7 +29,11 @@ from clickwise.storage import Root
 CHECKPOINT = "tables/checkpoint.json"
 EXPIRED_PREFIX = "part-expired-"
 """Dead-letter files of events past retention start so; only those a checkpoint names count."""
-FORMAT_VERSION = 2  # 2: run files store key hashes; checkpoints list expired-event dead letters
+FORMAT_VERSION = 3
+"""2: run files store key hashes; checkpoints list expired-event dead letters. 3: run files store
+times as offsets from a base (version 2 files, with absolute times, still read; a version 2 reader
+refuses version 3 state with a clear error instead of misreading it)."""
+READABLE_VERSIONS = (2, 3)
 
 
 class StateError(ClickwiseError):
@@ -65,7 +69,7 @@ class Checkpoint:
     @classmethod
     def from_bytes(cls, data: bytes) -> Checkpoint:
         raw: dict[str, Any] = orjson.loads(data)
-        if raw.pop("version", None) != FORMAT_VERSION:
+        if raw.pop("version", None) not in READABLE_VERSIONS:
             raise StateError(f"{CHECKPOINT} has an unknown format version; rebuild the tables from the lake")
         return cls(**raw)
 
