@@ -3,8 +3,9 @@
 A run holds, for each event of a feed, its key hash, event time (and arrival time when the feed has
 first/last), and one value column per aggregation, sorted by (key hash, event time, arrival time).
 Reads binary-search a key's slice, then its window; prefix sums make counts and sums O(1) per run.
-Runs are merged by compaction; on disk each is an Arrow IPC file (zstd) that also keeps the key
-text, so hashes are recomputed on load and never persisted.
+A catch-up gathers each feed's events in a :class:`RunBuilder` and sorts them into one run; runs
+are merged by compaction. On disk a run is two Parquet files in one (events, then one row per key
+with its hash, row count and text), see :meth:`Run.to_bytes`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Sorting that knows what it sorts: merging runs that are already sorted, and a radix sort of hashes.
 
 Compaction merges runs, each already sorted by (key, event time, arrival time); a general sort
-would redo that work, so :func:`merge_sorted_blocks` merges them pairwise in linear passes. Grouping
-a batch of events by key hash needs a stable sort of 64-bit values; :func:`radix_argsort` does it
-in a few linear passes (one per 11-bit digit that varies) instead of a comparison sort.
+would redo that work, so :func:`merge_key_blocks` merges them key by key. Grouping events by key
+hash needs a stable sort of 64-bit values; :func:`radix_sort` does it in linear passes instead of a
+comparison sort, and returns a :class:`Permutation` that moves the other columns in two
+cache-friendly steps. Also here: set membership of hashes and the count of late events.
 
 >>> none = np.zeros(4, np.int64)
 >>> merge_sorted_blocks(np.array([0, 2, 4]), np.array([1, 5, 2, 3]), none, none)
