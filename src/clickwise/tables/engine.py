@@ -397,13 +397,14 @@ class Tables:
                 f for f in self._feeds[join.table] if set(join.take.values()) <= {a.name for a in f.aggs}
             )
             runs = list(self._runs.get(feed.name, []))
+            hashes = join_key_hashes(events, join, feed.key_fields)
             builder = self._building.get(feed.name)
             if builder is not None:  # events of this catch-up not in runs yet: the keys wanted
-                wanted = join_key_hashes(events, join, feed.key_fields).drop_nulls().to_numpy()
+                wanted = hashes.drop_nulls().to_numpy()
                 recent = builder.build(keys=wanted) if len(wanted) else None
                 if recent is not None:
                     runs.append(recent)
-            events = resolve(events, join, feed, runs)
+            events = resolve(events, join, feed, runs, hashes)
         return events
 
     def _apply_stream(

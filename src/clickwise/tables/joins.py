@@ -26,9 +26,11 @@ def join_key_hashes(events: pl.DataFrame, join: JoinDef, table_key: Sequence[str
     return hashes.zip_with(pl.Series(known), pl.Series([None], dtype=pl.UInt64))
 
 
-def resolve(events: pl.DataFrame, join: JoinDef, feed: Feed, runs: Sequence[Run]) -> pl.DataFrame:
-    """``events`` with the join's output columns added (null where nothing matches)."""
-    hashes = join_key_hashes(events, join, feed.key_fields)
+def resolve(
+    events: pl.DataFrame, join: JoinDef, feed: Feed, runs: Sequence[Run], hashes: pl.Series
+) -> pl.DataFrame:
+    """``events`` with the join's output columns added (null where nothing matches); ``hashes`` are
+    the events' :func:`join_key_hashes`."""
     by_name = {agg.name: agg for agg in feed.aggs}
     for output, aggregation in join.take.items():
         agg = by_name[aggregation]

@@ -341,13 +341,7 @@ def _split_totals(
 
 def _offsets(times_ms: np.ndarray) -> tuple[np.ndarray, int]:
     """Times as offsets from their minimum, and that minimum: int32 when they fit."""
-    if len(times_ms) == 0:
-        return np.zeros(0, dtype=np.int32), 0
-    base_ms = int(times_ms.min())
-    dtype = np.int32 if int(times_ms.max()) - base_ms < _OFFSET_LIMIT else np.int64
-    offsets = np.empty(len(times_ms), dtype=dtype)  # (written in place: no int64 copy on the way)
-    np.subtract(times_ms, base_ms, out=offsets, casting="unsafe")
-    return offsets, base_ms
+    return _offsets_of([times_ms])
 
 
 def starts_from_counts(counts: np.ndarray) -> np.ndarray:
@@ -546,9 +540,9 @@ def _assemble(batches: Sequence[_Batch], summed: Collection[str]) -> Run:
 
 
 def _offsets_of(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, int]:
-    """:func:`_offsets` of the parts' times joined (without joining the int64 times first)."""
-    if len(parts) == 1:
-        return _offsets(parts[0])
+    """:func:`_offsets` of the parts' times joined, written in place (no joined int64 copy)."""
+    if not any(len(part) for part in parts):
+        return np.zeros(0, dtype=np.int32), 0
     base_ms = min(int(part.min()) for part in parts if len(part))
     top = max(int(part.max()) for part in parts if len(part))
     offsets = np.empty(
@@ -586,21 +580,19 @@ def _key_texts(batches: Sequence[_Batch], sizes: np.ndarray, rows: np.ndarray) -
     if len(batches) == 1:
         index = batches[0].text_index
         return batches[0].texts.take(pa.array(rows if index is None else index[rows]))
+    text_sizes = np.cumsum([0, *(len(b.texts) for b in batches)])
     positions = rows  # (when every batch keeps a text per row)
     if any(b.text_index is not None for b in batches):
         batch = np.searchsorted(sizes, rows, side="right") - 1
         local = rows - sizes[batch]
-        text_sizes = np.cumsum([0, *(len(b.texts) for b in batches)])
         positions = text_sizes[batch] + local
         for number, b in enumerate(batches):
             if b.text_index is not None:
                 mine = np.flatnonzero(batch == number)
                 positions[mine] = text_sizes[number] + b.text_index[local[mine]]
-    text_count = sum(len(b.texts) for b in batches)
-    if len(rows) * 4 > text_count:  # most texts: one take from them all (a copy of them first)
+    if len(rows) * 4 > text_sizes[-1]:  # most texts: one take from them all (a copy of them first)
         return pa.concat_arrays([b.texts for b in batches]).take(pa.array(positions))
     # a few: each batch's where they are, then put in order (no copy of every text)
-    text_sizes = np.cumsum([0, *(len(b.texts) for b in batches)])
     part = np.searchsorted(text_sizes, positions, side="right") - 1
     by_part = np.argsort(part, kind="stable")
     bounds = np.cumsum([0, *np.bincount(part, minlength=len(batches))])
