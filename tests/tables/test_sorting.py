@@ -13,6 +13,7 @@ from clickwise.tables.sorting import (
     Permutation,
     _msd_argsort,
     count_late,
+    first_rows,
     merge_key_blocks,
     merge_sorted_blocks,
     radix_argsort,
@@ -176,11 +177,18 @@ def test_merging_runs_key_by_key_is_a_stable_sort(
     texts=st.lists(st.text(alphabet="ab\u00e9\u4e2d", max_size=9), min_size=1, max_size=300),
     cuts=st.lists(st.integers(0, 300), max_size=3),
     seed=st.integers(0, 2**32 - 1),
+    width=st.sampled_from([None, 1, 7, 16]),
 )
-def test_texts_follow_a_permutation_in_two_steps(texts: list[str], cuts: list[int], seed: int) -> None:
+def test_texts_follow_a_permutation_in_two_steps(
+    texts: list[str], cuts: list[int], seed: int, width: int | None
+) -> None:
     """Texts split over several arrays (one a slice of a larger one) moved bucket by bucket equal
-    a take in the sort's order."""
+    a take in the sort's order; texts of one byte length move as fixed-size items."""
     rng = np.random.default_rng(seed)
+    if width is not None:  # (ASCII: as many bytes as characters)
+        texts = [
+            (text.encode("ascii", "replace").decode() * width)[:width].ljust(width, "x") for text in texts
+        ]
     values = rng.integers(0, 2**63, len(texts), dtype=np.int64).astype(np.uint64) << np.uint64(1)
     first, _, slots, positions = _msd_argsort(values)
     order = first[positions]
@@ -189,3 +197,37 @@ def test_texts_follow_a_permutation_in_two_steps(texts: list[str], cuts: list[in
     parts = [whole.slice(a, b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     moved = Permutation(None, slots, positions, first).apply_texts(parts)
     assert moved.to_pylist() == [texts[row] for row in order]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.integers(0, 3000), max_size=3000),
+    high_bits=st.booleans(),
+)
+def test_first_rows_find_each_value_where_it_first_appears(values: list[int], high_bits: bool) -> None:
+    """Against a dict: the first row of each distinct value in order of appearance, and each row's
+    number among them (enough values to grow the table several times)."""
+    data = np.array(values, dtype=np.uint64)
+    if high_bits:  # (values that differ only above the table's bits probe the same slots)
+        data = data << np.uint64(40)
+    numbers: dict[int, int] = {}
+    for row, value in enumerate(data.tolist()):
+        numbers.setdefault(value, row)
+    expected_firsts = list(numbers.values())
+    rank = {value: n for n, value in enumerate(numbers)}
+    firsts, number = first_rows(data)
+    assert firsts.tolist() == expected_firsts
+    assert number.tolist() == [rank[v] for v in data.tolist()]
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(0, 300), min_size=1, max_size=5), seed=st.integers(0, 2**32 - 1))
+def test_parts_follow_a_permutation_without_being_joined(sizes: list[int], seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, 2**63, sum(sizes), dtype=np.int64).astype(np.uint64) << np.uint64(1)
+    first, _, slots, positions = _msd_argsort(values)
+    data = rng.integers(-(2**31), 2**31, len(values)).astype(np.int32)
+    parts = np.split(data, np.cumsum(sizes)[:-1])
+    scratch = np.empty(data.nbytes, np.uint8)
+    moved = Permutation(None, slots, positions, first).apply_parts(parts, scratch)
+    assert np.array_equal(moved, data[first[positions]])

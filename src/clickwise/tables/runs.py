@@ -18,7 +18,6 @@ import numba
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from clickwise.events.filters import filter_expr
@@ -29,6 +28,7 @@ from clickwise.tables.hashing import hash_text, hash_texts
 from clickwise.tables.sketch import hash_values
 from clickwise.tables.sorting import (
     Permutation,
+    first_rows,
     group_sorted,
     member_mask,
     merge_key_blocks,
@@ -49,11 +49,6 @@ def key_text(values: tuple[object, ...]) -> str:
     return KEY_SEPARATOR.join(str(v) for v in values)
 
 
-def hash_keys(texts: pa.Array) -> np.ndarray:
-    """Stable 64-bit hashes of key texts (hashing each distinct text once when keys repeat)."""
-    return _hash_key_texts(texts)[0]
-
-
 def frame_key_hashes(frame: pl.DataFrame, fields: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Key hashes of each row from its ``fields`` (the same text as the tables' own keys) and whether
     the key is complete (a null field means no key). No fields: the global table's key."""
@@ -64,7 +59,8 @@ def frame_key_hashes(frame: pl.DataFrame, fields: Sequence[str]) -> tuple[np.nda
     else:
         keys = [pl.col(f).cast(pl.String) for f in fields]
         text = frame.select(pl.concat_str(keys, separator=KEY_SEPARATOR)).to_series()
-    return hash_keys(text.fill_null("").to_arrow()), text.is_not_null().to_numpy()
+    views = text.to_arrow(compat_level=pl.CompatLevel.newest())  # (string views: hashed without a copy)
+    return hash_texts(views), text.is_not_null().to_numpy()
 
 
 @dataclass
@@ -481,13 +477,11 @@ def _hash_key_texts(texts: pa.Array) -> tuple[np.ndarray, pa.Array, np.ndarray |
     """Each row's key hash, and its key texts: the texts themselves, or when keys repeat (countries,
     campaigns) the distinct texts and each row's position among them."""
     texts = texts.cast(pa.large_string())
-    if len(texts) > 4096 and pc.count_distinct(texts.slice(0, 4096)).as_py() * 16 < 4096:  # few keys
-        encoded = texts.fill_null("").dictionary_encode()
-        if isinstance(encoded, pa.ChunkedArray):
-            encoded = encoded.combine_chunks()
-        index = encoded.indices.to_numpy()
-        return hash_texts(encoded.dictionary)[index], encoded.dictionary, index
-    return hash_texts(texts), texts, None
+    hashes = hash_texts(texts)
+    if len(texts) > 4096 and len(np.unique(hashes[:4096])) * 16 < 4096:  # few keys
+        firsts, index = first_rows(hashes)
+        return hashes, texts.take(pa.array(firsts)).fill_null(""), index
+    return hashes, texts, None
 
 
 def _assemble(batches: Sequence[_Batch], summed: Collection[str]) -> Run:
@@ -520,15 +514,15 @@ def _assemble(batches: Sequence[_Batch], summed: Collection[str]) -> Run:
         texts = _key_texts(batches, sizes, firsts)
     scratch = np.empty(len(times) * 8 if order is not None else 0, dtype=np.uint8)  # (for every column)
 
-    def gather(data: np.ndarray) -> np.ndarray:
-        return data if order is None else order.apply(data, scratch)
+    def gather(parts: list[np.ndarray]) -> np.ndarray:  # (the batches' parts of one column)
+        return _joined(parts) if order is None else order.apply_parts(parts, scratch)
 
     values, labels = _batch_values(batches, gather)
     values, totals = _split_totals(values, summed)
     return Run(
-        gather(times),
+        gather([times]),
         base_ms,
-        None if arrivals is None else gather(arrivals),
+        None if arrivals is None else gather([arrivals]),
         arrival_base_ms,
         values,
         distinct,
@@ -606,18 +600,18 @@ def _key_texts(batches: Sequence[_Batch], sizes: np.ndarray, rows: np.ndarray) -
 
 
 def _batch_values(
-    batches: Sequence[_Batch], gather: Callable[[np.ndarray], np.ndarray]
+    batches: Sequence[_Batch], gather: Callable[[list[np.ndarray]], np.ndarray]
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     values: dict[str, np.ndarray] = {}
     labels: dict[str, np.ndarray] = {}
     for name in batches[0].values:
         if name in batches[0].labels:  # text codes: into the union of the batches' texts
             union = np.unique(np.concatenate([b.labels[name] for b in batches]))
-            data = _joined([_remap(union, b.labels[name], b.values[name]) for b in batches])
+            parts = [_remap(union, b.labels[name], b.values[name]) for b in batches]
             labels[name] = union
         else:
-            data = _joined([b.values[name] for b in batches])
-        values[name] = gather(data)
+            parts = [b.values[name] for b in batches]
+        values[name] = gather(parts)
     return values, labels
 
 

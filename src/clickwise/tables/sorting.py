@@ -71,6 +71,46 @@ def member_mask(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     return _member_mask(np.ascontiguousarray(values, dtype=np.uint64), np.unique(wanted).astype(np.uint64))
 
 
+def first_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For unsigned 64-bit ``values`` with few distinct ones (hashes of countries, campaigns): the
+    first row holding each distinct value, in order of appearance, and each row's number among them
+    (int32): one probe of a small hash table per row, no sort."""
+    return _first_rows(np.ascontiguousarray(values, dtype=np.uint64))
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    size = 1024
+    mask = np.uint64(size - 1)
+    slots = np.full(size, -1, dtype=np.int64)  # which distinct value sits there
+    firsts = np.empty(64, dtype=np.int64)
+    found = 0
+    number = np.empty(len(values), dtype=np.int32)
+    for i in range(len(values)):
+        slot = values[i] & mask
+        while slots[slot] >= 0 and values[firsts[slots[slot]]] != values[i]:
+            slot = (slot + np.uint64(1)) & mask
+        if slots[slot] < 0:  # a new value
+            if found == len(firsts):
+                firsts = np.concatenate((firsts, np.empty(found, dtype=np.int64)))
+            firsts[found] = i
+            slots[slot] = found
+            found += 1
+            if 2 * found > size:  # keep the table at most half full
+                size *= 2
+                mask = np.uint64(size - 1)
+                slots = np.full(size, -1, dtype=np.int64)
+                for known in range(found):
+                    slot = values[firsts[known]] & mask
+                    while slots[slot] >= 0:
+                        slot = (slot + np.uint64(1)) & mask
+                    slots[slot] = known
+            number[i] = found - 1
+        else:
+            number[i] = slots[slot]
+    return firsts[:found].copy(), number
+
+
 @numba.njit(cache=True, nogil=True)
 def _hash_slots(keys: np.ndarray) -> tuple[np.ndarray, np.uint64]:
     """An open-addressing table of distinct hashes (at most half full): each slot holds the position
@@ -169,6 +209,22 @@ class Permutation:
         staged[self.slots] = data
         return staged[self.positions]
 
+    def apply_parts(self, parts: Sequence[np.ndarray], scratch: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`apply` of ``parts`` read as one array: with the two steps, each part is scattered
+        where it goes, without joining the parts first."""
+        if len(parts) == 1 or self.slots is None or self.positions is None:
+            return self.apply(parts[0] if len(parts) == 1 else np.concatenate(parts), scratch)
+        dtype = np.result_type(*parts)
+        if scratch is not None and scratch.nbytes >= len(self) * dtype.itemsize:
+            staged = scratch[: len(self) * dtype.itemsize].view(dtype)
+        else:
+            staged = np.empty(len(self), dtype=dtype)
+        base = 0
+        for part in parts:
+            staged[self.slots[base : base + len(part)]] = part
+            base += len(part)
+        return staged[self.positions]
+
     def apply_texts(self, parts: Sequence[pa.Array]) -> pa.Array:
         """Texts without nulls (one per input row, in ``parts`` read as one) in the result's order
         (a large string array): bytes are moved in the same two steps as :meth:`apply`."""
@@ -176,6 +232,9 @@ class Permutation:
         if self.slots is None or self.positions is None:
             return pa.concat_arrays(parts).take(pa.array(self.order))
         sources = [_text_buffers(part) for part in parts]
+        width = _common_width([offsets for offsets, _ in sources])
+        if width is not None:  # (ids of one length: each text moves as one fixed-size item)
+            return self._apply_fixed_width(sources, width)
         staged_offsets = np.zeros(len(self) + 1, dtype=np.int64)
         base = 0
         for offsets, _ in sources:  # each part read in order, its texts sent to their buckets
@@ -190,6 +249,22 @@ class Permutation:
         out_offsets, out_data = _gather_texts(staged_offsets, staged, self.positions)
         return pa.LargeStringArray.from_buffers(len(self), pa.py_buffer(out_offsets), pa.py_buffer(out_data))
 
+    def _apply_fixed_width(self, sources: list[tuple[np.ndarray, np.ndarray]], width: int) -> pa.Array:
+        """:meth:`apply_texts` of texts that all have ``width`` bytes (nonzero), moved as items."""
+        assert self.slots is not None and self.positions is not None
+        item = np.dtype((np.void, width))
+        staged = np.empty(len(self), dtype=item)
+        base = 0
+        for offsets, data in sources:
+            count = len(offsets) - 1
+            staged[self.slots[base : base + count]] = data[offsets[0] : offsets[-1]].view(item)
+            base += count
+        moved = staged[self.positions]
+        offsets = np.arange(0, (len(self) + 1) * width, width, dtype=np.int64)
+        return pa.LargeStringArray.from_buffers(
+            len(self), pa.py_buffer(offsets), pa.py_buffer(moved.view(np.uint8))
+        )
+
     def after(self, first: np.ndarray) -> Permutation:
         """The reordering ``first``, then this one."""
         return Permutation(first[self.order])
@@ -203,6 +278,27 @@ def _text_buffers(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.frombuffer(buffers[1], dtype=np.int64)[texts.offset : texts.offset + len(texts) + 1]
     data = np.zeros(0, np.uint8) if buffers[2] is None else np.frombuffer(buffers[2], dtype=np.uint8)
     return offsets, data
+
+
+def _common_width(offsets: list[np.ndarray]) -> int | None:
+    """The byte length every text has, when they all have the same nonzero one."""
+    widths = {int(part[1] - part[0]) for part in offsets if len(part) > 1}
+    if len(widths) != 1 or 0 in widths:
+        return None
+    width = widths.pop()
+    if any(int(part[-1] - part[0]) != width * (len(part) - 1) for part in offsets):
+        return None
+    if all(_all_steps(part, width) for part in offsets):
+        return width
+    return None
+
+
+@numba.njit(cache=True, nogil=True)
+def _all_steps(offsets: np.ndarray, width: int) -> bool:
+    for i in range(len(offsets) - 1):
+        if offsets[i + 1] - offsets[i] != width:
+            return False
+    return True
 
 
 @numba.njit(cache=True, nogil=True)
