@@ -6,7 +6,16 @@
 ('adclick', 900000)
 """
 
-from clickwise.errors import (
+import os
+
+# Polars configures its allocator (jemalloc) to hand freed pages back to the system after 0.5 s.
+# A catch-up frees and reallocates each window's frames every few seconds, and pages the system
+# took back cost far more to touch again than pages kept (see clickwise.memory). Keep them for a
+# minute instead, unless the user configured the allocator. Polars appends this to its own setting
+# (later settings win) when it is imported after this module.
+os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:60000,muzzy_decay_ms:60000")
+
+from clickwise.errors import (  # noqa: E402 (after the allocator setting)
     ClickwiseError,
     EnrichmentError,
     InputError,

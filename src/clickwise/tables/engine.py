@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -25,7 +26,7 @@ import pyarrow.parquet as pq
 from clickwise.errors import ClickwiseError
 from clickwise.events.deadletters import DeadLetterBatch, DeadLetters
 from clickwise.events.lake import Lake, partition_hour_ms
-from clickwise.memory import release_free_memory
+from clickwise.memory import release_free_memory, reused_memory
 from clickwise.spec import Pipeline
 from clickwise.storage import Root
 from clickwise.tables.batch import Column, Pairs, evaluate_feed_batch, finish_ratios_batch, prepare_bulk
@@ -240,13 +241,34 @@ class Tables:
                     todo.setdefault(_hour_of(path), {}).setdefault(stream, []).append(path)
         report = UpdateReport()
         windows = self._windows(todo, window_rows)
+        many = len(windows) > 1  # then the final compaction below checkpoints
+        with reused_memory() if many else contextlib.nullcontext():  # (large arrays, again and again)
+            self._apply_windows(
+                windows, report, progress, persist=persist, checkpoint_interval_s=checkpoint_interval_s
+            )
+            self._build_runs()
+            if many:
+                self.compact()
+        self._publish()
+        report.watermark_ms = self.watermark_ms
+        report.pending = self.pending_count()
+        return report
+
+    def _apply_windows(
+        self,
+        windows: list[tuple[dict[str, list[str]], int]],
+        report: UpdateReport,
+        progress: Progress | None,
+        *,
+        persist: bool,
+        checkpoint_interval_s: float,
+    ) -> None:
         total = sum(rows for _, rows in windows)
         done = 0
-        many = len(windows) > 1  # then the final compaction below checkpoints
         checkpointed = time.monotonic()
         for number, (files, rows) in enumerate(windows, 1):
             if number == len(windows):
-                now = persist and not many
+                now = persist and len(windows) == 1
             else:
                 now = persist and time.monotonic() - checkpointed >= checkpoint_interval_s
             self._apply_window(files, report, persist=now)
@@ -255,13 +277,6 @@ class Tables:
             done += rows
             if progress is not None:
                 progress(done, total)
-        self._build_runs()
-        if len(windows) > 1:
-            self.compact()
-        self._publish()
-        report.watermark_ms = self.watermark_ms
-        report.pending = self.pending_count()
-        return report
 
     def _streams_in_order(self) -> list[str]:
         """Streams without joins first, so that a joined event finds what arrived with it."""

@@ -1,0 +1,55 @@
+"""The catch-up's memory setting: inside ``reused_memory`` glibc keeps large freed blocks in its
+heap instead of mapping each one afresh; afterwards its defaults are back."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+import numpy as np
+import pytest
+
+from clickwise.memory import reused_memory
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _mapped_blocks() -> int:
+    """How many blocks glibc holds as separate mappings now."""
+    library = ctypes.util.find_library("c")
+    mallinfo2 = getattr(ctypes.CDLL(library), "mallinfo2", None) if library else None
+    if mallinfo2 is None:
+        pytest.skip("needs glibc 2.33 or newer")
+    mallinfo2.restype = _MallInfo2
+    return int(mallinfo2().hblks)
+
+
+def _blocks_while_holding_a_large_array() -> int:
+    data = np.ones(64 * 2**20, dtype=np.uint8)  # (beyond glibc's largest mapping threshold)
+    blocks = _mapped_blocks()
+    del data
+    return blocks
+
+
+def test_large_blocks_come_from_the_heap_inside_and_from_mappings_after() -> None:
+    before = _mapped_blocks()
+    assert _blocks_while_holding_a_large_array() == before + 1  # glibc's default: a mapping
+    with reused_memory():
+        assert _blocks_while_holding_a_large_array() == before  # kept in the heap instead
+    assert _blocks_while_holding_a_large_array() == before + 1  # the default again
