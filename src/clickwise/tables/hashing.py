@@ -14,7 +14,6 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pyarrow as pa
-from numba.typed import List
 
 _MASK = (1 << 64) - 1
 _SEED = 0x9E3779B97F4A7C15
@@ -56,28 +55,31 @@ def hash_texts(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
         texts = texts.cast(pa.large_string())
     buffers = texts.buffers()
     offsets = np.frombuffer(buffers[1], dtype=np.int64)[texts.offset : texts.offset + len(texts) + 1]
-    return _hash_all(_words_of(buffers[2]), offsets)
+    return _hash_all(_bytes_of(buffers[2]), offsets)
 
 
-def _words_of(buffer: pa.Buffer | None) -> np.ndarray:
-    """A buffer's bytes as little-endian 64-bit words, zero-padded, and one word more: every text
-    is read a word at a time, and every read may look at the next word."""
-    size = 0 if buffer is None else buffer.size
-    words = np.zeros(size // 8 + 2, dtype=np.uint64)
-    if buffer is not None and size:
-        words.view(np.uint8)[:size] = np.frombuffer(buffer, dtype=np.uint8)
-    return words
+def _bytes_of(buffer: pa.Buffer | None) -> np.ndarray:
+    """A buffer's bytes (no copy), starting at an 8-byte boundary so that whole words can be read."""
+    if buffer is None or buffer.size == 0:
+        data = np.zeros(0, dtype=np.uint8)
+    else:
+        data = np.frombuffer(buffer, dtype=np.uint8)
+        if buffer.address % 8:  # (Arrow aligns its buffers: no copy)
+            data = data.copy()
+    return data
 
 
 def _hash_views(texts: pa.Array) -> np.ndarray:
     """Hashes of a string view array: each 16-byte view holds a length and the text itself (12
-    bytes or fewer) or its place in one of the data buffers."""
+    bytes or fewer) or its place in one of the data buffers (which are read as one)."""
     buffers = texts.buffers()
     rows = slice(texts.offset, texts.offset + len(texts))
     words = np.frombuffer(buffers[1], dtype=np.uint64).reshape(-1, 2)[rows]
     fields = np.frombuffer(buffers[1], dtype=np.int32).reshape(-1, 4)[rows]  # length, prefix, buffer, offset
-    data = List([_words_of(buffer) for buffer in buffers[2:]] or [_words_of(None)])
-    return _hash_viewed(words, fields, data)
+    parts = [_bytes_of(buffer) for buffer in buffers[2:]]
+    starts = np.cumsum([0, *(len(part) for part in parts)], dtype=np.int64)
+    data = np.concatenate([np.zeros(0, np.uint8), *parts]) if len(parts) != 1 else parts[0]
+    return _hash_viewed(words, fields, data, starts)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -107,37 +109,45 @@ def _low_bytes(word: np.uint64, count: int | np.int64) -> np.uint64:
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _hash_at(words: np.ndarray, start: int | np.int64, length: int | np.int64) -> np.uint64:
-    """The hash of the ``length`` bytes at byte ``start`` of ``words``: each 8 bytes are two
-    aligned word reads and shifts."""
+def _hash_at(data: np.ndarray, words: np.ndarray, start: int | np.int64, length: int | np.int64) -> np.uint64:
+    """The hash of the ``length`` bytes of ``data`` at ``start`` (``words``: the same bytes as
+    64-bit words): each 8 bytes are two aligned word reads and shifts, except at the buffer's end,
+    which is read byte by byte."""
     state = _start(length)
     shift = np.uint64((start & 7) * 8)
     index = np.int64(start >> 3)
     for done in range(0, length, 8):
-        word = words[index] >> shift
-        if shift:
-            word |= words[index + 1] << (np.uint64(64) - shift)
+        if index + 1 < len(words):
+            word = words[index] >> shift
+            if shift:
+                word |= words[index + 1] << (np.uint64(64) - shift)
+        else:
+            word = np.uint64(0)
+            for byte in range(min(8, length - done)):
+                word |= np.uint64(data[start + done + byte]) << np.uint64(8 * byte)
         state = _mix(state, _low_bytes(word, length - done))
         index += 1
     return _finish(state)
 
 
 @numba.njit(cache=True, nogil=True)
-def _hash_all(words: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """:func:`hash_text` of each text, bytes ``[offsets[i], offsets[i + 1])`` of ``words`` (UTF-8),
+def _hash_all(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """:func:`hash_text` of each text, bytes ``[offsets[i], offsets[i + 1])`` of ``data`` (UTF-8),
     compiled (unsigned 64-bit arithmetic wraps as the mask does in Python)."""
     count = len(offsets) - 1
     out = np.empty(count, dtype=np.uint64)
+    words = data[: len(data) // 8 * 8].view(np.uint64)
     for i in range(count):
-        out[i] = _hash_at(words, offsets[i], offsets[i + 1] - offsets[i])
+        out[i] = _hash_at(data, words, offsets[i], offsets[i + 1] - offsets[i])
     return out
 
 
 @numba.njit(cache=True, nogil=True)
-def _hash_viewed(views: np.ndarray, fields: np.ndarray, data: List) -> np.ndarray:
+def _hash_viewed(views: np.ndarray, fields: np.ndarray, data: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """:func:`hash_text` of each view: a text of 12 bytes or fewer sits in the view after its
     4-byte length; a longer one is at (buffer, offset), the view's last two 4-byte fields."""
     out = np.empty(len(views), dtype=np.uint64)
+    words = data[: len(data) // 8 * 8].view(np.uint64)
     for i in range(len(views)):
         length = np.int64(fields[i, 0])
         if length <= 12:
@@ -149,5 +159,5 @@ def _hash_viewed(views: np.ndarray, fields: np.ndarray, data: List) -> np.ndarra
                 state = _mix(state, _low_bytes(high >> np.uint64(32), length - 8))
             out[i] = _finish(state)
         else:
-            out[i] = _hash_at(data[fields[i, 2]], np.int64(fields[i, 3]), length)
+            out[i] = _hash_at(data, words, starts[fields[i, 2]] + fields[i, 3], length)
     return out
