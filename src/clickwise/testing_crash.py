@@ -210,7 +210,8 @@ def _count_storage_ops(crash_at: str | None) -> Callable[[], int]:
 
         return counted
 
-    Root.write_bytes = wrap("write", Root.write_bytes)  # type: ignore[method-assign]
+    # (write_bytes writes through write_parts: every file write is counted once)
+    Root.write_parts = wrap("write", Root.write_parts)  # type: ignore[method-assign]
     Root.delete = wrap("delete", Root.delete)  # type: ignore[method-assign]
     return lambda: done[0]
 

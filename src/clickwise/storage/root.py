@@ -11,7 +11,7 @@ import io
 import os
 import posixpath
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,17 +86,24 @@ class Root:
 
     def write_bytes(self, relative: str, data: bytes) -> None:
         """Write a whole file atomically."""
+        self.write_parts(relative, [data])
+
+    def write_parts(self, relative: str, parts: Sequence[bytes | pa.Buffer]) -> None:
+        """Write a whole file atomically from parts written one after another (large parts need not
+        be joined into one copy first)."""
         target = self.path(relative)
         try:
             self._ensure_parent(target)
             if self.is_local():
                 temporary = f"{target}{_TMP_MARK}{uuid.uuid4().hex}"
                 with self.fs.open_output_stream(temporary) as out:
-                    out.write(data)
+                    for part in parts:
+                        out.write(part)
                 os.replace(temporary, target)
             else:
                 with self.fs.open_output_stream(target) as out:
-                    out.write(data)
+                    for part in parts:
+                        out.write(part)
         except OSError as exc:
             raise StorageError(f"cannot write {self.url}/{relative}: {exc}") from exc
 

@@ -792,7 +792,7 @@ class _CheckpointPlan:
         """Write every file, the checkpoint last (atomically): a crash leaves the previous one."""
         try:
             for path, run in self.runs:
-                root.write_bytes(path, run.to_bytes())
+                root.write_parts(path, run.to_parts())
             for path, held in self.pending:
                 root.write_parquet(path, held.to_arrow())
             save_checkpoint(root, self.checkpoint)

@@ -173,8 +173,9 @@ class Run:
         read as 0: no read sums them)."""
         return {name: np.diff(total) for name, total in self.totals.items()}
 
-    def to_bytes(self) -> bytes:
-        """Two Parquet files (events, then one row per key: hash, count and text) behind a length.
+    def to_parts(self) -> list[bytes | pa.Buffer]:
+        """The run file in three parts: the length of the first Parquet file (8 bytes), then two
+        Parquet files (events, then one row per key: hash, count and text).
 
         Event (and arrival) times are stored as the run keeps them, offsets from a base kept in the
         file's metadata (files written before hold absolute ``event_ms``/``arrival_ms``; both read).
@@ -207,7 +208,11 @@ class Run:
         keys = pa.table({"hash": pa.array(self.distinct), "count": counts, "text": self.key_texts})
         key_encodings = {"count": "DELTA_BINARY_PACKED", "text": "DELTA_LENGTH_BYTE_ARRAY"}
         second = _parquet(keys, dictionary=[], encodings=key_encodings, plain=["hash", "count"])
-        return b"".join([len(first).to_bytes(8, "little"), first, second])  # (one copy of each part)
+        return [len(first).to_bytes(8, "little"), first, second]
+
+    def to_bytes(self) -> bytes:
+        """:meth:`to_parts` joined: the run file's bytes."""
+        return b"".join(self.to_parts())
 
     @classmethod
     def from_bytes(
