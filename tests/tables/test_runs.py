@@ -188,6 +188,30 @@ def test_a_run_built_from_batches_in_any_order_answers_like_the_definition(seed:
     _check(run, events, moments)
 
 
+@pytest.mark.parametrize(
+    ("sizes", "shuffle"),
+    [([4200, 4300], False), ([4200, 4300], True), ([4500, 300, 4200], False), ([300, 4500, 4200], True)],
+)
+def test_batches_that_keep_their_few_keys_once_build_like_the_definition(
+    sizes: list[int], shuffle: bool
+) -> None:
+    """Batches of more than 4,096 rows with few keys keep each key's text and hash once and a rank
+    per row; a run from such batches, out of time order, or mixed with small batches that keep a
+    hash per row, answers like the definition."""
+    events = _events(2 * DAY, sum(sizes), seed=len(sizes))
+    cuts = np.cumsum([0, *sizes])
+    parts = [events[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    if shuffle:
+        parts.reverse()
+    builder = RunBuilder(FEED)
+    for part in parts:
+        builder.add(_frame(part))
+    assert [b.distinct_hash is not None for b in builder._batches] == [len(p) > 4096 for p in parts]
+    run = builder.build()
+    assert run is not None and sorted(run.key_texts.to_pylist()) == ["a", "b", "c"]
+    _check(run, events, _moments(events, seed=len(sizes))[::3])
+
+
 def test_run_files_with_absolute_times_still_read() -> None:
     """Files written before times were stored as offsets hold absolute ``event_ms``/``arrival_ms``."""
     events = _events(6 * 3_600_000, 200, seed=5)

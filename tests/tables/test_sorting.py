@@ -18,6 +18,7 @@ from clickwise.tables.sorting import (
     merge_sorted_blocks,
     radix_argsort,
     rank_argsort,
+    rank_order,
 )
 
 
@@ -231,3 +232,12 @@ def test_parts_follow_a_permutation_without_being_joined(sizes: list[int], seed:
     scratch = np.empty(data.nbytes, np.uint8)
     moved = Permutation(None, slots, positions, first).apply_parts(parts, scratch)
     assert np.array_equal(moved, data[first[positions]])
+
+
+@settings(max_examples=40, deadline=None)
+@given(ranks=st.lists(st.integers(0, 6), max_size=400))
+def test_rank_order_is_a_stable_argsort_with_counts(ranks: list[int]) -> None:
+    data = np.array(ranks, dtype=np.int32)
+    order, counts = rank_order(data, 7)
+    assert np.array_equal(order, np.argsort(data, kind="stable"))
+    assert np.array_equal(counts, np.bincount(data, minlength=7))

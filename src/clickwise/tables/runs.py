@@ -35,6 +35,7 @@ from clickwise.tables.sorting import (
     merge_sorted_blocks,
     radix_sort,
     rank_argsort,
+    rank_order,
 )
 
 KEY_SEPARATOR = "\x1f"
@@ -380,29 +381,41 @@ def key_order(key_hash: np.ndarray) -> tuple[Permutation, np.ndarray, np.ndarray
 @dataclass
 class _Batch:
     """One batch of a feed's events in time order, not grouped by key yet. Key texts are kept as
-    ``texts`` (one per row) or, when keys repeat, as positions ``text_index`` into ``texts``."""
+    ``texts`` (one per row, with ``row_hash``), or when keys repeat (countries, campaigns, the
+    global key) once each with their ``distinct_hash`` and each row's position ``text_index`` among
+    them: 4 bytes per row instead of a hash of 8."""
 
-    key_hash: np.ndarray
+    row_hash: np.ndarray | None
     event_ms: np.ndarray
     arrival_ms: np.ndarray | None
     values: dict[str, np.ndarray]
     labels: dict[str, np.ndarray]  # text columns: the sorted texts their codes point into
     texts: pa.Array
     text_index: np.ndarray | None
+    distinct_hash: np.ndarray | None = None
+
+    @property
+    def key_hash(self) -> np.ndarray:
+        """Each row's key hash."""
+        if self.row_hash is not None:
+            return self.row_hash
+        assert self.distinct_hash is not None and self.text_index is not None
+        return self.distinct_hash[self.text_index]
 
     def __len__(self) -> int:
-        return len(self.key_hash)
+        return len(self.event_ms)
 
     def take(self, rows: np.ndarray) -> _Batch:
         """The batch's ``rows`` (ascending: still in time order)."""
         return _Batch(
-            self.key_hash[rows],
+            None if self.row_hash is None else self.row_hash[rows],
             self.event_ms[rows],
             None if self.arrival_ms is None else self.arrival_ms[rows],
             {name: data[rows] for name, data in self.values.items()},
             self.labels,
             self.texts,
             rows if self.text_index is None else self.text_index[rows],
+            self.distinct_hash,
         )
 
 
@@ -465,35 +478,36 @@ def _batch(feed: Feed, events: pl.DataFrame) -> _Batch | None:
         else:
             keys = [c.cast(pl.String) for c in key_columns]
             texts = events.select(pl.concat_str(keys, separator=KEY_SEPARATOR)).to_series().to_arrow()
-        key_hash, texts, text_index = _hash_key_texts(texts)
+        row_hash, texts, text_index, distinct_hash = _hash_key_texts(texts)
     else:  # a global table: one key
-        key_hash = np.broadcast_to(np.uint64(hash_text("")), events.height)  # (views: no copy per row)
-        texts, text_index = pa.array([""], pa.large_string()), np.broadcast_to(np.int64(0), events.height)
+        row_hash, distinct_hash = None, np.array([hash_text("")], dtype=np.uint64)
+        texts, text_index = pa.array([""], pa.large_string()), np.broadcast_to(np.int32(0), events.height)
     values: dict[str, np.ndarray] = {}
     labels: dict[str, np.ndarray] = {}
     for agg in feed.aggs:
         values.update(_agg_columns(agg, events, labels))
     event_ms = events.get_column("_event_ms").to_numpy()
     arrival = events.get_column("_arrival_ms").to_numpy() if feed.needs_order else None
-    return _Batch(key_hash, event_ms, arrival, values, labels, texts, text_index)
+    return _Batch(row_hash, event_ms, arrival, values, labels, texts, text_index, distinct_hash)
 
 
-def _hash_key_texts(texts: pa.Array) -> tuple[np.ndarray, pa.Array, np.ndarray | None]:
-    """Each row's key hash, and its key texts: the texts themselves, or when keys repeat (countries,
-    campaigns) the distinct texts and each row's position among them."""
+def _hash_key_texts(
+    texts: pa.Array,
+) -> tuple[np.ndarray | None, pa.Array, np.ndarray | None, np.ndarray | None]:
+    """Key hashes and texts: each row's hash and text, or when keys repeat (countries, campaigns)
+    each row's position among the distinct texts, those texts and their hashes."""
     texts = texts.cast(pa.large_string())
     hashes = hash_texts(texts)
     if len(texts) > 4096 and len(np.unique(hashes[:4096])) * 16 < 4096:  # few keys
         firsts, index = first_rows(hashes)
-        return hashes, texts.take(pa.array(firsts)).fill_null(""), index
-    return hashes, texts, None
+        return None, texts.take(pa.array(firsts)).fill_null(""), index, hashes[firsts]
+    return hashes, texts, None, None
 
 
 def _assemble(batches: Sequence[_Batch], summed: Collection[str]) -> Run:
     """A run from batches, each in time order: rows ordered by time across batches (batches usually
     follow each other already), then grouped by key (stably), one key text kept per key."""
     sizes = np.cumsum([0, *(len(b) for b in batches)])
-    key_hash = _joined([b.key_hash for b in batches])
     times, base_ms = _offsets_of([b.event_ms for b in batches])
     arrivals, arrival_base_ms = None, 0
     if batches[0].arrival_ms is not None:
@@ -502,21 +516,11 @@ def _assemble(batches: Sequence[_Batch], summed: Collection[str]) -> Run:
     if not _follow_each_other(batches):  # (offsets order like the times they stand for)
         ties = np.zeros(len(times), dtype=np.int64) if arrivals is None else arrivals.astype(np.int64)
         by_time = merge_sorted_blocks(sizes, times.astype(np.int64), ties, np.zeros(len(times), np.int64))
-        key_hash = key_hash[by_time]
-    order: Permutation | None
-    if key_hash[0] == key_hash[-1] and (key_hash == key_hash[0]).all():  # one key: time order it is
-        order = None if by_time is None else Permutation(by_time)
-        distinct, starts = key_hash[:1], starts_from_counts(np.array([len(key_hash)]))
+    batch_hashes = [b.distinct_hash for b in batches if b.distinct_hash is not None]
+    if len(batch_hashes) == len(batches):
+        order, distinct, starts, texts = _group_few_keys(batches, batch_hashes, by_time)
     else:
-        order, distinct, starts = key_order(key_hash)
-        if by_time is not None:
-            order = order.after(by_time)
-    del key_hash
-    if order is not None and len(distinct) == len(order) and _texts_per_row(batches):
-        texts = order.apply_texts([b.texts for b in batches])  # every key once (impression ids)
-    else:
-        firsts = order.order_at(starts[:-1]) if order is not None else np.zeros(1, dtype=np.int64)
-        texts = _key_texts(batches, sizes, firsts)
+        order, distinct, starts, texts = _group_keys(batches, sizes, by_time)
     scratch = np.empty(len(times) * 8 if order is not None else 0, dtype=np.uint8)  # (for every column)
 
     def gather(parts: list[np.ndarray]) -> np.ndarray:  # (the batches' parts of one column)
@@ -536,6 +540,68 @@ def _assemble(batches: Sequence[_Batch], summed: Collection[str]) -> Run:
         labels,
         totals,
     )
+
+
+_Groups = tuple[Permutation | None, np.ndarray, np.ndarray, pa.Array]
+
+
+def _group_keys(batches: Sequence[_Batch], sizes: np.ndarray, by_time: np.ndarray | None) -> _Groups:
+    """The rows' order (None: as they are), the distinct key hashes, where each key's rows start,
+    and each key's text."""
+    key_hash = _joined([b.key_hash for b in batches])
+    if by_time is not None:
+        key_hash = key_hash[by_time]
+    order: Permutation | None
+    if _one_value(key_hash):  # one key: time order it is
+        order = None if by_time is None else Permutation(by_time)
+        distinct, starts = key_hash[:1], starts_from_counts(np.array([len(key_hash)]))
+    else:
+        order, distinct, starts = key_order(key_hash)
+        if by_time is not None:
+            order = order.after(by_time)
+    del key_hash
+    if order is not None and len(distinct) == len(order) and _texts_per_row(batches):
+        texts = order.apply_texts([b.texts for b in batches])  # every key once (impression ids)
+    else:
+        firsts = order.order_at(starts[:-1]) if order is not None else np.zeros(1, dtype=np.int64)
+        texts = _key_texts(batches, sizes, firsts)
+    return order, distinct, starts, texts
+
+
+def _group_few_keys(
+    batches: Sequence[_Batch], batch_hashes: list[np.ndarray], by_time: np.ndarray | None
+) -> _Groups:
+    """:func:`_group_keys` of batches that keep their few distinct keys once (countries, the global
+    key): each row's key is its rank among the distinct keys of all batches, ordered by counting."""
+    distinct = np.unique(np.concatenate(batch_hashes))
+    ranks = [np.searchsorted(distinct, hashes).astype(np.int32) for hashes in batch_hashes]
+    texts = _distinct_texts(batches, ranks, len(distinct))
+    rows = sum(len(b) for b in batches)
+    if len(distinct) == 1:
+        return (
+            None if by_time is None else Permutation(by_time),
+            distinct,
+            starts_from_counts(np.array([rows])),
+            texts,
+        )
+    key_rank = _joined([rank[b.text_index] for rank, b in zip(ranks, batches, strict=True)])
+    if by_time is not None:
+        key_rank = key_rank[by_time]
+    order, counts = rank_order(key_rank, len(distinct))
+    permutation = Permutation(order) if by_time is None else Permutation(by_time[order])
+    return permutation, distinct, starts_from_counts(counts), texts
+
+
+def _one_value(data: np.ndarray) -> bool:
+    return bool(data[0] == data[-1] and (data == data[0]).all())
+
+
+def _distinct_texts(batches: Sequence[_Batch], ranks: list[np.ndarray], count: int) -> pa.Array:
+    """The text of each of ``count`` distinct keys (by rank), from the first batch holding it."""
+    all_ranks = np.concatenate(ranks)
+    _, first = np.unique(all_ranks, return_index=True)  # (every rank is somewhere: count of them)
+    assert len(first) == count
+    return pa.concat_arrays([b.texts for b in batches]).take(pa.array(first))
 
 
 def _offsets_of(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, int]:

@@ -65,6 +65,29 @@ def rank_argsort(values: np.ndarray, distinct: np.ndarray) -> tuple[np.ndarray, 
     return _rank_argsort(np.ascontiguousarray(values, dtype=np.uint64), np.ascontiguousarray(distinct))
 
 
+def rank_order(ranks: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """A stable argsort of ``ranks`` (integers in ``[0, count)``, few distinct: a key's number among
+    the sorted distinct keys), and how many rows hold each rank: one counting pass."""
+    return _rank_order(np.ascontiguousarray(ranks), count)
+
+
+@numba.njit(cache=True, nogil=True)
+def _rank_order(ranks: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    counts = np.zeros(count, dtype=np.int64)
+    for i in range(len(ranks)):
+        counts[ranks[i]] += 1
+    position = np.empty(count, dtype=np.int64)
+    total = 0
+    for rank in range(count):
+        position[rank] = total
+        total += counts[rank]
+    order = np.empty(len(ranks), dtype=np.int64)
+    for i in range(len(ranks)):
+        order[position[ranks[i]]] = i
+        position[ranks[i]] += 1
+    return order, counts
+
+
 def member_mask(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """Whether each of the unsigned 64-bit ``values`` (hashes) is one of ``wanted``: one probe of
     a small hash table per value."""
