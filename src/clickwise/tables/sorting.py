@@ -570,23 +570,12 @@ def _merge_key_blocks(
 def _rank_argsort(values: np.ndarray, distinct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     slots, mask = _hash_slots(distinct)
     ranks = np.empty(len(values), dtype=np.int64)
-    counts = np.zeros(len(distinct), dtype=np.int64)
     for i in range(len(values)):
         slot = values[i] & mask
         while distinct[slots[slot]] != values[i]:  # every value is one of distinct
             slot = (slot + np.uint64(1)) & mask
         ranks[i] = slots[slot]
-        counts[slots[slot]] += 1
-    position = np.empty(len(distinct), dtype=np.int64)
-    total = 0
-    for rank in range(len(distinct)):
-        position[rank] = total
-        total += counts[rank]
-    order = np.empty(len(values), dtype=np.int64)
-    for i in range(len(values)):
-        order[position[ranks[i]]] = i
-        position[ranks[i]] += 1
-    return order, counts
+    return _rank_order(ranks, len(distinct))
 
 
 _MSD_MIN = 1 << 16  # fewer values: least significant digit first, with fewer buckets to clear
