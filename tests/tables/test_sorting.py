@@ -19,6 +19,7 @@ from clickwise.tables.sorting import (
     radix_argsort,
     rank_argsort,
     rank_order,
+    time_order,
 )
 
 
@@ -74,6 +75,33 @@ def test_radix_argsort_of_many_hashes_is_a_stable_argsort() -> None:
     rng = np.random.default_rng(3)
     values = rng.integers(0, 2**64 - 1, 50_000, dtype=np.uint64)[rng.integers(0, 50_000, 200_000)]
     assert np.array_equal(radix_argsort(values), np.argsort(values, kind="stable"))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 300), min_size=1, max_size=12),
+    spread=st.sampled_from([1, 5, 50, 10**4]),
+    in_blocks=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_time_order_is_a_stable_sort_by_event_then_arrival(
+    sizes: list[int], spread: int, in_blocks: bool, seed: int
+) -> None:
+    """Blocks each in event-time order (as lake files are: the merge path), or rows in any order
+    (the general sort); event times and arrival times tie often."""
+    rng = np.random.default_rng(seed)
+    event_ms = rng.integers(0, spread, sum(sizes))
+    arrival_ms = event_ms + rng.integers(0, 3, len(event_ms))
+    if in_blocks:
+        offsets = np.cumsum([0, *sizes])
+        for a, b in zip(offsets[:-1], offsets[1:], strict=True):
+            event_ms[a:b] = np.sort(event_ms[a:b])
+    order = time_order(event_ms, arrival_ms)
+    expected = np.lexsort((arrival_ms, event_ms))  # (stable)
+    if order is None:
+        assert np.array_equal(expected, np.arange(len(event_ms)))
+    else:
+        assert np.array_equal(order, expected)
 
 
 @settings(max_examples=80, deadline=None)

@@ -43,7 +43,7 @@ from clickwise.tables.runs import (
     merge_runs,
     read_key_texts,
 )
-from clickwise.tables.sorting import count_late
+from clickwise.tables.sorting import count_late, time_order
 from clickwise.tables.state import (
     EXPIRED_PREFIX,
     Checkpoint,
@@ -323,7 +323,7 @@ class Tables:
             paths = files.get(stream)
             if paths:
                 events = self.root.read_frame(paths, columns=self._columns(stream))
-                batches[stream] = events.sort(["_event_ms", "_arrival_ms"])  # runs need time order
+                batches[stream] = _in_time_order(events)  # runs need time order
                 report.files += len(paths)
                 report.events[stream] = report.events.get(stream, 0) + events.height
         late = self._count_late(list(batches.values()))
@@ -487,7 +487,7 @@ class Tables:
             joins = self.pipeline.streams[stream].joins
             outputs = [name for join in joins for name in join.take]
             retried = self._with_joins(stream, held.drop([c for c in outputs if c in held.columns]))
-            retried = retried.sort(["_event_ms", "_arrival_ms"])
+            retried = _in_time_order(retried)
             self._pending.pop(stream)
             self._apply_stream(stream, retried, report, only_waiting=True)
             self._expire_pending(stream)
@@ -771,6 +771,13 @@ def _split(text: str, fields: int) -> tuple[str, ...] | str | None:
         return None
     parts = tuple(text.split(KEY_SEPARATOR))
     return parts[0] if fields == 1 else parts
+
+
+def _in_time_order(events: pl.DataFrame) -> pl.DataFrame:
+    """The events ordered by (event time, arrival time); ties keep their order."""
+    event_ms, arrival_ms = events.get_column("_event_ms"), events.get_column("_arrival_ms")
+    order = time_order(event_ms.to_numpy(), arrival_ms.to_numpy())
+    return events if order is None else events.select(pl.all().gather(order))
 
 
 def _hour_of(path: str) -> int:

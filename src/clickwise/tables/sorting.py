@@ -383,6 +383,52 @@ def _group_sorted(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return distinct, starts
 
 
+def time_order(event_ms: np.ndarray, arrival_ms: np.ndarray) -> np.ndarray | None:
+    """The stable order of rows by (event time, arrival time), or ``None`` when they are in it.
+
+    Lake files are each sorted by event time, and a window reads a handful of them: the rows are
+    a few long stretches in event-time order. Each stretch is put in order by arrival where its
+    event times tie (a local step), then the stretches are merged pairwise: a few linear passes,
+    where a general sort compares every row about log n times. Rows in many short stretches are
+    sorted by a general stable sort.
+
+    >>> time_order(np.array([1, 3, 2, 3]), np.array([0, 0, 5, 0]))
+    array([0, 2, 1, 3])
+    >>> time_order(np.array([1, 2]), np.array([9, 0])) is None
+    True
+    """
+    event_ms = np.ascontiguousarray(event_ms, dtype=np.int64)
+    arrival_ms = np.ascontiguousarray(arrival_ms, dtype=np.int64)
+    starts = np.flatnonzero(event_ms[1:] < event_ms[:-1]) + 1
+    if len(starts) * _SHORTEST_STRETCH > len(event_ms):
+        return np.lexsort((arrival_ms, event_ms))  # (stable: ties keep their row order)
+    offsets = np.concatenate(([0], starts, [len(event_ms)])).astype(np.int64)
+    rows, moved = _order_ties(event_ms, arrival_ms)
+    if not moved and len(starts) == 0:
+        return None
+    return _merge_blocks_of(offsets, event_ms, arrival_ms, rows)
+
+
+_SHORTEST_STRETCH = 64  # rows in event-time order, on average, for a merge to beat a sort
+
+
+@numba.njit(cache=True, nogil=True)
+def _order_ties(event_ms: np.ndarray, arrival_ms: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Row numbers, with each run of equal event times (between rows in event-time order) put in
+    arrival order by insertion; and whether any row moved."""
+    rows = np.arange(len(event_ms))
+    moved = False
+    for i in range(1, len(rows)):
+        j = i
+        while j > 0 and event_ms[rows[j - 1]] == event_ms[i] and arrival_ms[rows[j - 1]] > arrival_ms[i]:
+            rows[j] = rows[j - 1]
+            j -= 1
+        if j != i:
+            rows[j] = i
+            moved = True
+    return rows, moved
+
+
 def count_late(
     event_ms: np.ndarray, arrival_ms: np.ndarray, high_ms: int, lateness_ms: int
 ) -> tuple[int, int]:
@@ -467,8 +513,23 @@ def _less(first: np.ndarray, second: np.ndarray, third: np.ndarray, i: int, j: i
 def _merge_blocks(
     offsets: np.ndarray, first: np.ndarray, second: np.ndarray, third: np.ndarray
 ) -> np.ndarray:
+    return _merge_rows(offsets, first, second, third, np.arange(offsets[-1], dtype=np.int64))
+
+
+@numba.njit(cache=True, nogil=True)
+def _merge_blocks_of(
+    offsets: np.ndarray, event_ms: np.ndarray, arrival_ms: np.ndarray, rows: np.ndarray
+) -> np.ndarray:
+    return _merge_rows(offsets, event_ms, arrival_ms, np.arange(len(rows), dtype=np.int64), rows)
+
+
+@numba.njit(cache=True, nogil=True)
+def _merge_rows(
+    offsets: np.ndarray, first: np.ndarray, second: np.ndarray, third: np.ndarray, source: np.ndarray
+) -> np.ndarray:
+    """Blocks ``[offsets[i], offsets[i + 1])`` of ``source`` (row numbers, each block's rows in
+    order of ``(first, second, third)`` at those rows) merged pairwise into one ordered list."""
     total = offsets[-1]
-    source = np.arange(total, dtype=np.int64)
     target = np.empty(total, dtype=np.int64)
     bounds = offsets.copy()
     blocks = len(bounds) - 1
