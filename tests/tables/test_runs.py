@@ -21,6 +21,7 @@ import pytest
 from tables_oracle import ARRIVAL_MS, EVENT_MS, aggregate, empty_value, matches, same_value, window_start_ms
 
 from clickwise.spec import parse_pipeline
+from clickwise.tables import runs as runs_module
 from clickwise.tables.batch import Pairs, evaluate_feed_batch
 from clickwise.tables.evaluate import evaluate_feed
 from clickwise.tables.feeds import Feed, table_feeds
@@ -233,3 +234,14 @@ def test_run_files_with_absolute_times_still_read() -> None:
     assert reloaded.arrivals is not None and run.arrivals is not None
     assert np.array_equal(reloaded.arrivals, run.arrivals)
     _check(reloaded, events, _moments(events, seed=2))
+
+
+def test_a_run_larger_than_its_size_bound_is_written_all_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run files are written into a buffer of an upper bound of their size; a file that does not
+    fit (the bound is wrong) goes to a growing buffer instead, byte for byte the same."""
+    events = _events(6 * 3_600_000, 300, seed=11)
+    run = _run(FEED, events)
+    expected = run.to_bytes()
+    monkeypatch.setattr(runs_module, "_largest_parquet", lambda table: 64)
+    assert run.to_bytes() == expected
+    _check(Run.from_bytes(expected, summed=FEED.summed_columns), events, _moments(events, seed=3))
