@@ -104,6 +104,13 @@ def test_time_order_is_a_stable_sort_by_event_then_arrival(
         assert np.array_equal(order, expected)
 
 
+def test_time_order_of_one_long_tie_in_reverse_arrival_order() -> None:
+    """Insertion would move each row past all before it; the general sort takes over."""
+    event_ms = np.full(20_000, 7, dtype=np.int64)
+    arrival_ms = np.arange(20_000, 0, -1, dtype=np.int64)
+    assert np.array_equal(time_order(event_ms, arrival_ms), np.arange(19_999, -1, -1))
+
+
 @settings(max_examples=80, deadline=None)
 @given(
     count=st.integers(0, 400),

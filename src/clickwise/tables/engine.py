@@ -63,8 +63,8 @@ hours)."""
 BUILD_ROWS = 30_000_000
 """Lake events whose feed rows a catch-up gathers before grouping them into runs (bounds the
 memory they take: the adclick tables hold about 120 bytes per event, and a 27M-event catch-up
-peaks at 5.0-5.4 GiB, memory kept for reuse included). One catch-up below this builds one run per feed: each event is sorted by key
-once, and nothing is left to merge."""
+peaks at 5.0-5.4 GiB, memory kept for reuse included). One catch-up below this builds one run per
+feed: each event is sorted by key once, and nothing is left to merge."""
 CHECKPOINT_INTERVAL_S = 30.0
 """During a long catch-up, a checkpoint after the first window that ends this long after the last
 one (and one at the end): a crash loses at most this much work, never an event (the lake is the

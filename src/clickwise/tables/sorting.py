@@ -402,10 +402,12 @@ def time_order(event_ms: np.ndarray, arrival_ms: np.ndarray) -> np.ndarray | Non
     starts = np.flatnonzero(event_ms[1:] < event_ms[:-1]) + 1
     if len(starts) * _SHORTEST_STRETCH > len(event_ms):
         return np.lexsort((arrival_ms, event_ms))  # (stable: ties keep their row order)
-    offsets = np.concatenate(([0], starts, [len(event_ms)])).astype(np.int64)
-    rows, moved = _order_ties(event_ms, arrival_ms)
-    if not moved and len(starts) == 0:
+    rows, moves = _order_ties(event_ms, arrival_ms, _SHORTEST_STRETCH * len(event_ms))
+    if moves < 0:  # (long ties in reverse arrival order: insertion would take quadratic time)
+        return np.lexsort((arrival_ms, event_ms))
+    if moves == 0 and len(starts) == 0:
         return None
+    offsets = np.concatenate(([0], starts, [len(event_ms)])).astype(np.int64)
     return _merge_blocks_of(offsets, event_ms, arrival_ms, rows)
 
 
@@ -413,11 +415,11 @@ _SHORTEST_STRETCH = 64  # rows in event-time order, on average, for a merge to b
 
 
 @numba.njit(cache=True, nogil=True)
-def _order_ties(event_ms: np.ndarray, arrival_ms: np.ndarray) -> tuple[np.ndarray, bool]:
+def _order_ties(event_ms: np.ndarray, arrival_ms: np.ndarray, budget: int) -> tuple[np.ndarray, int]:
     """Row numbers, with each run of equal event times (between rows in event-time order) put in
-    arrival order by insertion; and whether any row moved."""
+    arrival order by insertion; and how many steps rows moved (-1: more than ``budget``, given up)."""
     rows = np.arange(len(event_ms))
-    moved = False
+    moves = 0
     for i in range(1, len(rows)):
         j = i
         while j > 0 and event_ms[rows[j - 1]] == event_ms[i] and arrival_ms[rows[j - 1]] > arrival_ms[i]:
@@ -425,8 +427,10 @@ def _order_ties(event_ms: np.ndarray, arrival_ms: np.ndarray) -> tuple[np.ndarra
             j -= 1
         if j != i:
             rows[j] = i
-            moved = True
-    return rows, moved
+            moves += i - j
+            if moves > budget:
+                return rows, -1
+    return rows, moves
 
 
 def count_late(
