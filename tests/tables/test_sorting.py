@@ -14,6 +14,7 @@ from clickwise.tables.sorting import (
     _msd_argsort,
     count_late,
     first_rows,
+    member_mask,
     merge_key_blocks,
     merge_sorted_blocks,
     radix_argsort,
@@ -109,6 +110,25 @@ def test_time_order_of_one_long_tie_in_reverse_arrival_order() -> None:
     event_ms = np.full(20_000, 7, dtype=np.int64)
     arrival_ms = np.arange(20_000, 0, -1, dtype=np.int64)
     assert np.array_equal(time_order(event_ms, arrival_ms), np.arange(19_999, -1, -1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    count=st.integers(0, 3000),
+    wanted=st.integers(0, 5000),
+    bits=st.sampled_from([3, 20, 64]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_member_mask_equals_isin(count: int, wanted: int, bits: int, seed: int) -> None:
+    """Hashes in a few values (many collide in the filter's top bits) or spread over 64 bits."""
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, 2**bits - 1, count, dtype=np.uint64, endpoint=True)
+    if bits == 3:
+        values <<= np.uint64(61)  # (the filter reads the top bits)
+    picked = rng.choice(values, min(wanted, count)) if count else np.zeros(0, np.uint64)
+    others = rng.integers(0, 2**64 - 1, wanted // 3, dtype=np.uint64, endpoint=True)
+    keys = np.concatenate([picked, others, np.zeros(wanted % 2, np.uint64)])
+    assert np.array_equal(member_mask(values, keys), np.isin(values, keys))
 
 
 @settings(max_examples=80, deadline=None)

@@ -154,8 +154,21 @@ def _hash_slots(keys: np.ndarray) -> tuple[np.ndarray, np.uint64]:
 @numba.njit(cache=True, nogil=True)
 def _member_mask(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     slots, mask = _hash_slots(wanted)
+    # A bit per value of the top bits, set for the wanted hashes: most values are not wanted, and
+    # one look at this small bitmap (cached) rules them out before two random reads of the table.
+    top_bits = 10
+    while top_bits < _FILTER_BITS and (1 << top_bits) < 32 * len(wanted):
+        top_bits += 1
+    shift = np.uint64(64 - top_bits)
+    seen = np.zeros(1 << (top_bits - 3), dtype=np.uint8)
+    for k in range(len(wanted)):
+        bit = wanted[k] >> shift
+        seen[bit >> np.uint64(3)] |= np.uint8(1) << np.uint8(bit & np.uint64(7))
     found = np.zeros(len(values), dtype=np.bool_)
     for i in range(len(values)):
+        bit = values[i] >> shift
+        if not seen[bit >> np.uint64(3)] & (np.uint8(1) << np.uint8(bit & np.uint64(7))):
+            continue
         slot = values[i] & mask
         while slots[slot] >= 0:
             if wanted[slots[slot]] == values[i]:
@@ -411,6 +424,7 @@ def time_order(event_ms: np.ndarray, arrival_ms: np.ndarray) -> np.ndarray | Non
     return _merge_blocks_of(offsets, event_ms, arrival_ms, rows)
 
 
+_FILTER_BITS = 22  # (a bitmap of 512 KB at most)
 _SHORTEST_STRETCH = 64  # rows in event-time order, on average, for a merge to beat a sort
 
 
