@@ -1,5 +1,6 @@
 """The catch-up's memory setting: inside ``reused_memory`` glibc keeps large freed blocks in its
-heap instead of mapping each one afresh; afterwards its defaults are back."""
+heap instead of mapping each one afresh, and Arrow allocates from that heap; afterwards the
+defaults are back."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from clickwise.memory import reused_memory
@@ -52,10 +54,15 @@ def _blocks_while_holding_a_large_array() -> int:
 
 def _check_in_this_process() -> None:
     before = _mapped_blocks()
+    pool = pa.default_memory_pool().backend_name
     assert _blocks_while_holding_a_large_array() == before + 1  # glibc's default: a mapping
     with reused_memory():
         assert _blocks_while_holding_a_large_array() == before  # kept in the heap instead
+        assert pa.default_memory_pool().backend_name == "system"  # Arrow allocates from it too
+        kept = pa.allocate_buffer(1 << 20)
     assert _blocks_while_holding_a_large_array() == before + 1  # the default again
+    assert pa.default_memory_pool().backend_name == pool
+    del kept  # (freed by the pool that made it)
 
 
 def test_large_blocks_come_from_the_heap_inside_and_from_mappings_after() -> None:

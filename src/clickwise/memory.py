@@ -39,18 +39,24 @@ _KEEP_UP_TO = 2**31 - 1  # (mallopt takes a C int)
 @contextlib.contextmanager
 def reused_memory() -> Iterator[None]:
     """Inside the block, memory the C heap frees stays in the heap for the next allocations (no
-    fresh mapping per large array, no trimming); afterwards glibc's defaults return, and free memory
-    goes back to the system. Without glibc, the block runs unchanged."""
+    fresh mapping per large array, no trimming), and Arrow allocates from that heap too (its own
+    pool would take fresh pages for the buffers that numpy's freed memory could hold); afterwards
+    glibc's defaults and Arrow's pool return, and free memory goes back to the system. Without
+    glibc, the block runs unchanged."""
     mallopt = _libc_function("mallopt")
     if mallopt is None or not mallopt(_M_MMAP_MAX, 0):
         yield
         return
     mallopt(_M_TRIM_THRESHOLD, _KEEP_UP_TO)
+    pool = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())  # (a buffer is freed by the pool that made it)
     try:
         yield
     finally:
+        pa.set_memory_pool(pool)
         mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
         mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+        pa.system_memory_pool().release_unused()
         release_free_memory()
 
 
