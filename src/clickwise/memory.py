@@ -56,7 +56,6 @@ def reused_memory() -> Iterator[None]:
         pa.set_memory_pool(pool)
         mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
         mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
-        pa.system_memory_pool().release_unused()
         release_free_memory()
 
 

@@ -151,6 +151,9 @@ def _hash_slots(keys: np.ndarray) -> tuple[np.ndarray, np.uint64]:
     return slots, mask
 
 
+_FILTER_BITS = 22  # (a bitmap of 512 KB at most)
+
+
 @numba.njit(cache=True, nogil=True)
 def _member_mask(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     slots, mask = _hash_slots(wanted)
@@ -421,10 +424,9 @@ def time_order(event_ms: np.ndarray, arrival_ms: np.ndarray) -> np.ndarray | Non
     if moves == 0 and len(starts) == 0:
         return None
     offsets = np.concatenate(([0], starts, [len(event_ms)])).astype(np.int64)
-    return _merge_blocks_of(offsets, event_ms, arrival_ms, rows)
+    return _merge_rows(offsets, event_ms, arrival_ms, np.arange(len(rows), dtype=np.int64), rows)
 
 
-_FILTER_BITS = 22  # (a bitmap of 512 KB at most)
 _SHORTEST_STRETCH = 64  # rows in event-time order, on average, for a merge to beat a sort
 
 
@@ -532,13 +534,6 @@ def _merge_blocks(
     offsets: np.ndarray, first: np.ndarray, second: np.ndarray, third: np.ndarray
 ) -> np.ndarray:
     return _merge_rows(offsets, first, second, third, np.arange(offsets[-1], dtype=np.int64))
-
-
-@numba.njit(cache=True, nogil=True)
-def _merge_blocks_of(
-    offsets: np.ndarray, event_ms: np.ndarray, arrival_ms: np.ndarray, rows: np.ndarray
-) -> np.ndarray:
-    return _merge_rows(offsets, event_ms, arrival_ms, np.arange(len(rows), dtype=np.int64), rows)
 
 
 @numba.njit(cache=True, nogil=True)
