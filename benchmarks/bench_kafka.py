@@ -53,32 +53,38 @@ STREAMS = ("impressions", "clicks", "predictions")
 START_MS = 1_767_571_200_000
 
 
-def raw_consume(bootstrap: str, expected: int) -> float:
-    """Seconds for a plain consumer to read ``expected`` messages of the three topics."""
+def raw_consume(bootstrap: str, expected: int) -> tuple[float, int]:
+    """Seconds for a plain consumer to read the messages of the three topics that carry
+    ``expected`` records (one per line of each message), and how many messages that was."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": "bench-raw", "enable.auto.commit": False}
     )
     consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in STREAMS for p in range(4)])
-    seen, started = 0, time.perf_counter()
+    seen = messages = 0
+    started = time.perf_counter()
     while seen < expected:
         for message in consumer.consume(num_messages=50_000, timeout=1.0):
             if message.error() is None:
-                seen += 1
+                seen += (message.value() or b"").count(b"\n") + 1
+                messages += 1
         if time.perf_counter() - started > 600:
-            raise SystemExit(f"raw consumer read only {seen:,} of {expected:,} messages in 600 s")
+            raise SystemExit(f"raw consumer read only {seen:,} of {expected:,} records in 600 s")
     elapsed = time.perf_counter() - started
     consumer.close()
-    return elapsed
+    return elapsed, messages
 
 
-def pipeline_file(folder: Path, max_messages: int | None) -> Path:
+def pipeline_file(folder: Path, max_messages: int | None, per_message: int = 1) -> Path:
     path = folder / "pipeline.yaml"
     lines = [f"extends: {example_path('adclick-kafka')}"]
-    if max_messages:
+    settings = [f"max_messages: {max_messages}"] if max_messages else []
+    if per_message > 1:
+        settings.append("payload: json_lines")
+    if settings:
         lines.append("streams:")
-        lines += [f"  {s}:\n    source: {{max_messages: {max_messages}}}" for s in STREAMS]
+        lines += [f"  {s}:\n    source: {{{', '.join(settings)}}}" for s in STREAMS]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -94,12 +100,16 @@ def reference_root(folder: Path, users: int, hours: float, seed: int) -> tuple[d
     return {s: lake.count(s) for s in STREAMS}, tables
 
 
-def throughput(folder: Path, bootstrap: str, sent: int, want: dict[str, int]) -> None:
-    pipeline = load_pipeline(pipeline_file(folder, None))
+def throughput(folder: Path, bootstrap: str, sent: int, want: dict[str, int], per_message: int) -> None:
+    pipeline = load_pipeline(pipeline_file(folder, None, per_message))
     root = open_root(str(folder / "kafka-root"))
     lake = Lake(root, pipeline)
-    raw_s = raw_consume(bootstrap, sent)
-    print(f"raw consume: {sent:,} messages in {raw_s:.1f} s = {sent / raw_s:,.0f} messages/s", flush=True)
+    raw_s, messages = raw_consume(bootstrap, sent)
+    print(
+        f"raw consume: {messages:,} messages ({sent:,} events) in {raw_s:.1f} s = "
+        f"{messages / raw_s:,.0f} messages/s, {sent / raw_s:,.0f} events/s",
+        flush=True,
+    )
     started = time.perf_counter()
     stored = applied = 0
     loop = run_loop(pipeline, root, interval_ms=1000, rows=False)
@@ -124,8 +134,10 @@ def throughput(folder: Path, bootstrap: str, sent: int, want: dict[str, int]) ->
     print(f"lake equals the files: {counts == want} ({counts})")
 
 
-def crash_trials(folder: Path, bootstrap: str, kills: int, want: dict[str, int], reference: Tables) -> None:
-    pipeline_path = pipeline_file(folder, 200)
+def crash_trials(
+    folder: Path, bootstrap: str, kills: int, want: dict[str, int], reference: Tables, per_message: int
+) -> None:
+    pipeline_path = pipeline_file(folder, 200, per_message)
     pipeline = load_pipeline(pipeline_path)
     root_url = str(folder / "crash-root")
     env = {**os.environ, "CLICKWISE_KAFKA": bootstrap}
@@ -268,6 +280,13 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=0, help="Run this many SIGKILL trials instead.")
     parser.add_argument("--freshness", type=float, default=0, help="Measure freshness for this many seconds.")
     parser.add_argument("--rate", type=float, default=50_000, help="With --freshness: events/s offered.")
+    parser.add_argument(
+        "--per-message", type=int, default=1,
+        help="Records per Kafka message, as JSON lines (the pipeline reads them with payload: json_lines).",
+    )  # fmt: skip
+    parser.add_argument(
+        "--compression", default="none", help="The producer's compression: none, lz4, zstd..."
+    )
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="cw-bench-kafka-"))
     with TansuBroker() as broker:
@@ -279,17 +298,18 @@ def main() -> None:
             return
         started = time.perf_counter()
         summary = send_generated(broker.bootstrap, users=args.users, hours=args.hours, seed=args.seed,
-                                 start_ms=START_MS, compression="none")  # fmt: skip
+                                 start_ms=START_MS, compression=args.compression,
+                                 per_message=args.per_message)  # fmt: skip
         sent = sum(summary.counts.values())
         print(
-            f"produced {sent:,} messages ({summary.counts}) in {time.perf_counter() - started:.1f} s",
+            f"produced {sent:,} events ({summary.counts}) in {time.perf_counter() - started:.1f} s",
             flush=True,
         )
         want, reference = reference_root(folder, args.users, args.hours, args.seed)
         if args.kills:
-            crash_trials(folder, broker.bootstrap, args.kills, want, reference)
+            crash_trials(folder, broker.bootstrap, args.kills, want, reference, args.per_message)
         else:
-            throughput(folder, broker.bootstrap, sent, want)
+            throughput(folder, broker.bootstrap, sent, want, args.per_message)
     print(f"(work folder {folder})")
 
 

@@ -149,6 +149,13 @@ def generate(
         ),
     ] = None,
     rate: Annotated[float | None, typer.Option(help="With --to: events per second at most.", min=1)] = None,
+    per_message: Annotated[
+        int,
+        typer.Option(
+            help="With --to: records per message, as JSON lines (read them with payload: json_lines).",
+            min=1,
+        ),
+    ] = 1,
     users: Annotated[int, typer.Option(help="Number of users.", min=1)] = 10_000,
     hours: Annotated[float, typer.Option(help="Hours of traffic.", min=0.01)] = 24.0,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 7,
@@ -168,7 +175,16 @@ def generate(
             raise ClickwiseError("give either --out FOLDER or --to kafka://HOST:PORT")
         start_ms = parse_instant_ms(start)
         if to is not None:
-            _send(to, rate=rate, users=users, hours=hours, seed=seed, start_ms=start_ms, as_json=as_json)
+            _send(
+                to,
+                rate=rate,
+                per_message=per_message,
+                users=users,
+                hours=hours,
+                seed=seed,
+                start_ms=start_ms,
+                as_json=as_json,
+            )
             return
         assert out_dir is not None
         if fmt not in ("parquet", "jsonl", "csv"):

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from clickwise.events import Lake
 from clickwise.spec import Pipeline
-from clickwise.storage import open_root
+from clickwise.storage import Root, open_root
 from clickwise.tables import Tables
 
 START_MS = 1_767_571_200_000  # 2026-01-05
@@ -39,6 +39,15 @@ def _sorted(table: pa.Table) -> pa.Table:
 def lake_counts(root_url: str, pipeline: Pipeline) -> dict[str, int]:
     lake = Lake(open_root(root_url), pipeline)
     return {s: lake.count(s) for s in STREAMS}
+
+
+def consume_until_complete(pipeline: Pipeline, root: Root, want: dict[str, int], timeout_s: float) -> None:
+    """Run the streaming loop's passes until the lake holds ``want`` (or the time is up)."""
+    from clickwise.engine import run_loop
+
+    deadline = time.monotonic() + timeout_s
+    while lake_counts(root.url, pipeline) != want and time.monotonic() < deadline:
+        list(run_loop(pipeline, root, once=True, rows=False))
 
 
 def restart_until_complete(

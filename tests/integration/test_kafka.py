@@ -36,6 +36,7 @@ from integration_sources import (
     STREAMS,
     USERS,
     assert_same_tables,
+    consume_until_complete,
     lake_counts,
     restart_until_complete,
 )
@@ -83,9 +84,7 @@ def test_kafka_to_tables_equals_files(
     passes = list(run_loop(pipeline, root, once=True, rows=False))
     assert sum(sum(p["consumed"].values()) for p in passes) > 0
     want = lake_counts(reference.root.url, reference.pipeline)
-    deadline = time.monotonic() + 60
-    while lake_counts(root.url, pipeline) != want and time.monotonic() < deadline:
-        list(run_loop(pipeline, root, once=True, rows=False))
+    consume_until_complete(pipeline, root, want, timeout_s=60)
     assert lake_counts(root.url, pipeline) == want
     assert sum(produced.values()) >= sum(want.values())  # the generator repeats a few clicks
     assert_same_tables(root.url, pipeline, reference)
@@ -93,6 +92,26 @@ def test_kafka_to_tables_equals_files(
     for stream in STREAMS:  # offsets start at 0: the next offsets add up to the messages read
         assert sum(sources[stream]["positions"].values()) == produced[stream]
         assert sources[stream]["lag"] is not None
+
+
+def test_json_lines_messages_give_the_same_tables_as_one_record_per_message(
+    tmp_path: Path, reference: Tables
+) -> None:
+    with TansuBroker() as own:  # (its topics carry 7 records to a message)
+        sent = send_generated(
+            own.bootstrap, users=USERS, hours=HOURS, seed=SEED, start_ms=START_MS, per_message=7
+        ).counts
+        path = _pipeline(tmp_path, own.bootstrap, 300)
+        lines = path.read_text().replace("{max_messages: 300}", "{max_messages: 300, payload: json_lines}")
+        path.write_text(lines)
+        pipeline = load_pipeline(path)
+        root = open_root(str(tmp_path / "root"))
+        want = lake_counts(reference.root.url, reference.pipeline)
+        consume_until_complete(pipeline, root, want, timeout_s=60)
+    assert lake_counts(root.url, pipeline) == want
+    assert sum(sent.values()) >= sum(want.values())
+    assert_same_tables(root.url, pipeline, reference)
+    assert all(DeadLetters(root).read(s).num_rows == 0 for s in STREAMS)
 
 
 def test_bad_messages_go_to_dead_letters_with_their_position(tmp_path: Path, broker: TansuBroker) -> None:

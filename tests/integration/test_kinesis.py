@@ -15,9 +15,15 @@ from typing import Any
 import boto3
 import orjson
 import pytest
-from integration_sources import STREAMS, assert_same_tables, lake_counts, restart_until_complete
+from integration_sources import (
+    STREAMS,
+    assert_same_tables,
+    consume_until_complete,
+    lake_counts,
+    restart_until_complete,
+)
 
-from clickwise.engine import describe_status, run_loop
+from clickwise.engine import describe_status
 from clickwise.examples import example_path
 from clickwise.spec import load_pipeline
 from clickwise.storage import open_root
@@ -27,7 +33,9 @@ pytestmark = pytest.mark.integration
 START_MS_CLI = 1_767_571_200_000  # generate's default start, 2026-01-05T00:00:00Z
 
 
-def _put(client: Any, name: str, lines: list[bytes]) -> None:
+def _put(client: Any, name: str, lines: list[bytes], per_record: int = 1) -> None:
+    if per_record > 1:  # (payload: json_lines)
+        lines = [b"\n".join(lines[i : i + per_record]) for i in range(0, len(lines), per_record)]
     for first in range(0, len(lines), 500):
         records = [
             {"Data": line, "PartitionKey": str(hash(line) % 97)} for line in lines[first : first + 500]
@@ -44,7 +52,9 @@ def _split_first_shard(client: Any, name: str) -> None:
     )
 
 
-def _setup(tmp_path: Path, generated: Path, endpoint: str, max_records: int) -> tuple[Path, Any, str]:
+def _setup(
+    tmp_path: Path, generated: Path, endpoint: str, max_records: int, payload: str = "json"
+) -> tuple[Path, Any, str]:
     prefix = f"cw{uuid.uuid4().hex[:8]}-"
     client = boto3.client("kinesis", endpoint_url=endpoint, region_name="us-east-1")
     for stream in STREAMS:
@@ -52,34 +62,34 @@ def _setup(tmp_path: Path, generated: Path, endpoint: str, max_records: int) -> 
     path = tmp_path / "pipeline.yaml"
     sources = "\n".join(
         f"  {s}:\n    source: {{kind: kinesis, stream_name: {prefix}{s}, endpoint: '{endpoint}', "
-        f"max_records: {max_records}}}"
+        f"max_records: {max_records}, payload: {payload}}}"
         for s in STREAMS
     )
     path.write_text(f"extends: {example_path('adclick')}\nstreams:\n{sources}\n")
     return path, client, prefix
 
 
-def _send_all(client: Any, prefix: str, generated: Path, *, split_after: float) -> None:
+def _send_all(client: Any, prefix: str, generated: Path, *, split_after: float, per_record: int = 1) -> None:
     for stream in STREAMS:
         lines = (generated / stream / "part-00000.jsonl").read_bytes().splitlines()
         cut = int(len(lines) * split_after)
-        _put(client, prefix + stream, lines[:cut])
+        _put(client, prefix + stream, lines[:cut], per_record)
         if stream == "impressions":
             _split_first_shard(client, prefix + stream)
-        _put(client, prefix + stream, lines[cut:])
+        _put(client, prefix + stream, lines[cut:], per_record)
 
 
+@pytest.mark.parametrize("per_record", [1, 6])
 def test_kinesis_to_tables_equals_files_across_a_shard_split(
-    tmp_path: Path, generated: Path, reference: Tables, s3_bucket: str, s3_server: Any
+    tmp_path: Path, generated: Path, reference: Tables, s3_bucket: str, s3_server: Any, per_record: int
 ) -> None:
-    path, client, prefix = _setup(tmp_path, generated, s3_server.endpoint, 2_000)
-    _send_all(client, prefix, generated, split_after=0.5)
+    payload = "json_lines" if per_record > 1 else "json"
+    path, client, prefix = _setup(tmp_path, generated, s3_server.endpoint, 2_000, payload)
+    _send_all(client, prefix, generated, split_after=0.5, per_record=per_record)
     pipeline = load_pipeline(path)
     root = open_root(str(tmp_path / "root"))
     want = lake_counts(reference.root.url, reference.pipeline)
-    deadline = time.monotonic() + 120
-    while lake_counts(root.url, pipeline) != want and time.monotonic() < deadline:
-        list(run_loop(pipeline, root, once=True, rows=False))
+    consume_until_complete(pipeline, root, want, timeout_s=120)
     assert lake_counts(root.url, pipeline) == want
     assert_same_tables(root.url, pipeline, reference)
     sources = {s["stream"]: s for s in describe_status(pipeline, root)["sources"]}
@@ -108,8 +118,9 @@ def test_sigkill_while_reading_kinesis_loses_and_repeats_nothing(
     assert_same_tables(root_url, pipeline, reference)
 
 
+@pytest.mark.parametrize("per_message", [1, 4])
 def test_generate_to_kinesis_sends_the_records_the_files_hold(
-    tmp_path: Path, s3_bucket: str, s3_server: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, s3_bucket: str, s3_server: Any, monkeypatch: pytest.MonkeyPatch, per_message: int
 ) -> None:
     from typer.testing import CliRunner
 
@@ -118,7 +129,7 @@ def test_generate_to_kinesis_sends_the_records_the_files_hold(
 
     monkeypatch.setenv("CLICKWISE_KINESIS_ENDPOINT", s3_server.endpoint)
     prefix = f"gen{uuid.uuid4().hex[:8]}-"
-    plan = ["--users", "200", "--hours", "1", "--seed", "4"]
+    plan = ["--users", "200", "--hours", "1", "--seed", "4", "--per-message", str(per_message)]
     result = CliRunner().invoke(app, ["generate", "--to", f"kinesis://{prefix}", *plan, "--json"])
     assert result.exit_code == 0, result.output
     files = generate(tmp_path / "files", users=200, hours=1, seed=4, start_ms=START_MS_CLI, fmt="jsonl")
@@ -129,7 +140,9 @@ def test_generate_to_kinesis_sends_the_records_the_files_hold(
             iterator = client.get_shard_iterator(
                 StreamName=prefix + stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
             )["ShardIterator"]
-            data += [orjson.loads(r["Data"]) for r in client.get_records(ShardIterator=iterator)["Records"]]
+            records = client.get_records(ShardIterator=iterator)["Records"]
+            assert all(r["Data"].count(b"\n") < per_message for r in records)
+            data += [orjson.loads(line) for r in records for line in r["Data"].split(b"\n")]
         lines = [orjson.loads(line) for line in files.paths[stream][0].read_bytes().splitlines()]
         key = lambda r: orjson.dumps(r, option=orjson.OPT_SORT_KEYS)  # noqa: E731
         assert sorted(data, key=key) == sorted(lines, key=key)

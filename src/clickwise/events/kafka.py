@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from clickwise.events.ingest import Ingestor, StreamCounts
 from clickwise.events.lake import Lake
+from clickwise.events.payloads import encode_payloads, payload_chunk
 from clickwise.events.positions import (
     BrokerSource,
     Ledger,
@@ -37,7 +38,7 @@ from clickwise.events.positions import (
     load_ledger,
     recent_events,
 )
-from clickwise.events.readers import RawChunk, json_block, stream_json_schema
+from clickwise.events.readers import RawChunk, stream_json_schema
 from clickwise.spec import Pipeline
 from clickwise.spec.streams import KafkaSourceDef, StreamDef
 from clickwise.storage import Root
@@ -76,22 +77,6 @@ def kafka_groups(pipeline: Pipeline) -> dict[tuple[str, str], dict[str, KafkaSou
         if isinstance(source, KafkaSourceDef):
             groups.setdefault((source.bootstrap, source.group), {})[name] = source
     return groups
-
-
-class _Origins(Sequence[str]):
-    """``topic/partition@offset`` of each message of a batch, built only for rejected ones."""
-
-    def __init__(self, messages: Sequence[Message]) -> None:
-        self._messages = messages
-
-    def __len__(self) -> int:
-        return len(self._messages)
-
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        message = self._messages[index]
-        return f"kafka:{message.topic()}/{message.partition()}@{message.offset()}"
 
 
 class KafkaSource(BrokerSource):
@@ -210,7 +195,13 @@ class KafkaSource(BrokerSource):
         if not kept:
             return StreamCounts(), {}
         definition = self.streams[stream]
-        chunk = message_chunk(kept, self.pipeline, stream, key_as_event_id=definition.key_as_event_id)
+        chunk, message_of = message_chunk(
+            kept,
+            self.pipeline,
+            stream,
+            key_as_event_id=definition.key_as_event_id,
+            payload=definition.payload,
+        )
         counts = ledger.store(
             self.ingestor,
             stream,
@@ -219,7 +210,7 @@ class KafkaSource(BrokerSource):
             source=f"kafka:{definition.topic}",
             maybe_leftovers=stream in self._fresh,
             marks=_newest_event_times(
-                chunk, np.array(partitions), list(slots), self.pipeline.streams[stream]
+                chunk, np.array(partitions)[message_of], list(slots), self.pipeline.streams[stream]
             ),
         )
         self._fresh.discard(stream)
@@ -367,36 +358,30 @@ def _newest_event_times(
 
 
 def message_chunk(
-    messages: Sequence[Message], pipeline: Pipeline, stream: str, *, key_as_event_id: bool = False
-) -> RawChunk:
-    """The records of a batch of messages, parsed like JSON lines (row i is message i)."""
+    messages: Sequence[Message],
+    pipeline: Pipeline,
+    stream: str,
+    *,
+    key_as_event_id: bool = False,
+    payload: str = "json",
+) -> tuple[RawChunk, np.ndarray]:
+    """The records of a batch of messages parsed like JSON lines, and the message each source
+    row came from (see :func:`clickwise.events.payloads.payload_chunk`)."""
     definition = pipeline.streams[stream]
     id_field = definition.source_name(definition.event_id) if definition.event_id else None
-    lines = []
+    values = []
     for message in messages:
         value = message.value() or b""
         key = message.key()
         if key_as_event_id and id_field is not None and key is not None:
             value = _with_id(value, id_field, key if isinstance(key, bytes) else str(key).encode())
-        if not value or b"\n" in value or value.isspace():
-            value = one_line(value)
-        lines.append(value)
-    block = b"\n".join(lines) + b"\n"
-    chunk = json_block(block, stream_json_schema(definition), 0)
-    chunk.origins = _Origins(messages)
-    # a rejected record's text is the message as sent (not the one-line form parsed above)
-    chunk.raw_text = lambda rows: [
-        (messages[i].value() or b"").decode("utf-8", errors="replace") for i in chunk.source_rows(rows)
-    ]
-    return chunk
+        values.append(value)
 
+    def origin(index: int) -> str:
+        message = messages[index]
+        return f"kafka:{message.topic()}/{message.partition()}@{message.offset()}"
 
-def one_line(value: bytes) -> bytes:
-    """A message as one JSON line (re-encoded when valid, else kept as text that fails to parse)."""
-    try:
-        return orjson.dumps(orjson.loads(value))
-    except orjson.JSONDecodeError:
-        return b'"' + value.replace(b"\n", b" ").replace(b'"', b"'") + b'"' if value.strip() else b'""'
+    return payload_chunk(values, stream_json_schema(definition), lines=payload == "json_lines", origin=origin)
 
 
 def _with_id(value: bytes, id_field: str, key: bytes) -> bytes:
@@ -411,23 +396,28 @@ def _with_id(value: bytes, id_field: str, key: bytes) -> bytes:
 
 
 def produce_records(
-    producer: Any, topic: str, records: Iterable[Mapping[str, Any]], key_field: str | None = None
+    producer: Any,
+    topic: str,
+    records: Sequence[Mapping[str, Any]],
+    key_field: str | None = None,
+    *,
+    per_message: int = 1,
 ) -> int:
-    """Send records as JSON messages (keyed by ``key_field`` when given); returns how many."""
+    """Send records as JSON messages (keyed by ``key_field`` when given), ``per_message`` records
+    to a message as JSON lines (see :func:`~clickwise.events.payloads.encode_payloads`); returns
+    how many records."""
     sent = 0
-    for record in records:
-        key = record.get(key_field) if key_field else None
-        value = orjson.dumps(record)
+    for key, value in encode_payloads(records, per_message=per_message, key_field=key_field):
         while True:
             try:
-                producer.produce(topic, value=value, key=None if key is None else str(key).encode())
+                producer.produce(topic, value=value, key=key)
                 break
             except BufferError:  # the local queue is full: let deliveries drain
                 producer.poll(0.05)
         sent += 1
         if sent % 10_000 == 0:
             producer.poll(0)
-    return sent
+    return len(records)
 
 
 def make_producer(bootstrap: str, compression: str = "lz4") -> Any:
@@ -516,10 +506,12 @@ def send_generated(
     streams: Sequence[str] = ("impressions", "clicks", "predictions"),
     partitions: int = 4,
     compression: str = "lz4",
+    per_message: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> SendSummary:
     """Produce :func:`generated_records` to Kafka: each stream to the topic of its name, keyed by
-    user (``rate``: events per second at most; None: as fast as the broker takes them)."""
+    user (``rate``: events per second at most; None: as fast as the broker takes them;
+    ``per_message`` > 1: that many records to a message, as JSON lines)."""
     create_topics(bootstrap, streams, partitions)
     producer = make_producer(bootstrap, compression)
     counts = dict.fromkeys(streams, 0)
@@ -528,7 +520,7 @@ def send_generated(
         users=users, hours=hours, seed=seed, start_ms=start_ms, rate=rate, streams=streams, progress=progress
     )
     for name, records in generated:
-        counts[name] += produce_records(producer, name, records, key_field="user_id")
+        counts[name] += produce_records(producer, name, records, key_field="user_id", per_message=per_message)
         producer.poll(0)
     remaining = producer.flush(120)
     if remaining:

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from clickwise.events.ingest import Ingestor
-from clickwise.events.kafka import SendSummary, generated_records, one_line
+from clickwise.events.kafka import SendSummary, generated_records
 from clickwise.events.lake import Lake
+from clickwise.events.payloads import encode_payloads, payload_chunk
 from clickwise.events.positions import BrokerSource, SourceError, SourcePass, load_ledger, recent_events
-from clickwise.events.readers import RawChunk, json_block, stream_json_schema
+from clickwise.events.readers import RawChunk, stream_json_schema
 from clickwise.spec import Pipeline
 from clickwise.spec.streams import KinesisSourceDef
 from clickwise.storage import Root
@@ -151,7 +152,7 @@ class KinesisSource(BrokerSource):
         ingestor with other writers hold their lock around this)."""
         report = SourcePass()
         for stream, (records, positions) in fetched.items():
-            chunk = record_chunk(records, self.pipeline, stream)
+            chunk = record_chunk(records, self.pipeline, stream, payload=self.streams[stream].payload)
             source = f"kinesis:{self.streams[stream].stream_name or stream}"
             report.streams[stream] = self._store_batch(stream, chunk, positions, source=source)
             report.messages += len(records)
@@ -228,19 +229,21 @@ class KinesisSource(BrokerSource):
         }
 
 
-def record_chunk(records: Sequence[tuple[str, dict[str, Any]]], pipeline: Pipeline, stream: str) -> RawChunk:
-    """The records' data parsed like JSON lines (row i is record i)."""
-    lines = []
-    for _, record in records:
-        data = bytes(record["Data"])
-        lines.append(one_line(data) if b"\n" in data or not data.strip() else data)
-    if not lines:
-        return RawChunk(stream_json_schema(pipeline.streams[stream]).empty_table(), 0, lambda rows: [])
-    chunk = json_block(b"\n".join(lines) + b"\n", stream_json_schema(pipeline.streams[stream]), 0)
-    chunk.origins = [f"kinesis:{shard}@{record['SequenceNumber']}" for shard, record in records]
-    chunk.raw_text = lambda rows: [
-        bytes(records[i][1]["Data"]).decode("utf-8", errors="replace") for i in chunk.source_rows(rows)
-    ]
+def record_chunk(
+    records: Sequence[tuple[str, dict[str, Any]]], pipeline: Pipeline, stream: str, *, payload: str = "json"
+) -> RawChunk:
+    """The records' data parsed like JSON lines (see :func:`clickwise.events.payloads.payload_chunk`)."""
+
+    def origin(index: int) -> str:
+        shard, record = records[index]
+        return f"kinesis:{shard}@{record['SequenceNumber']}"
+
+    chunk, _ = payload_chunk(
+        [bytes(record["Data"]) for _, record in records],
+        stream_json_schema(pipeline.streams[stream]),
+        lines=payload == "json_lines",
+        origin=origin,
+    )
     return chunk
 
 
@@ -274,13 +277,13 @@ def send_generated(
     rate: float | None = None,
     streams: Sequence[str] = ("impressions", "clicks", "predictions"),
     shards: int = 4,
+    per_message: int = 1,
     progress: Callable[[int, int], None] | None = None,
     client: Any = None,
 ) -> SendSummary:
     """Put :func:`clickwise.events.kafka.generated_records` into Kinesis streams named
-    ``<prefix><stream>`` (created with ``shards`` shards when missing), keyed by user."""
-    import orjson
-
+    ``<prefix><stream>`` (created with ``shards`` shards when missing), keyed by user
+    (``per_message`` > 1: that many records to a Kinesis record, as JSON lines)."""
     client = client or kinesis_client(KinesisSourceDef(kind="kinesis"))
     existing = set(client.list_streams().get("StreamNames", []))
     for stream in streams:
@@ -293,11 +296,12 @@ def send_generated(
         users=users, hours=hours, seed=seed, start_ms=start_ms, rate=rate, streams=streams, progress=progress
     )
     for name, records in generated:
-        for first in range(0, len(records), 500):  # PutRecords takes up to 500
-            entries = [
-                {"Data": orjson.dumps(r), "PartitionKey": str(r.get("user_id") or "-")}
-                for r in records[first : first + 500]
-            ]
+        messages = [
+            {"Data": value, "PartitionKey": (key or b"-").decode()}
+            for key, value in encode_payloads(records, per_message=per_message, key_field="user_id")
+        ]
+        for first in range(0, len(messages), 500):  # PutRecords takes up to 500
+            entries = messages[first : first + 500]
             while entries:
                 answer = client.put_records(StreamName=prefix + name, Records=entries)
                 failed = [

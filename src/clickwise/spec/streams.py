@@ -113,7 +113,8 @@ class JoinDef(Definition):
 class KafkaSourceDef(Definition):
     """Read a stream from a Kafka topic (``clickwise run``).
 
-    Each message's value is one JSON record of the stream. ``bootstrap`` may name environment
+    Each message's value is one JSON record of the stream, or with ``payload: json_lines`` one or
+    more records, one per line (what batching producers send). ``bootstrap`` may name environment
     variables (``${CLICKWISE_KAFKA}``), read when the consumer starts, so one pipeline file works
     against any broker. Positions are stored with the lake files they produced (not only in the
     consumer group), so the tables count each message once however often it is delivered.
@@ -127,16 +128,27 @@ class KafkaSourceDef(Definition):
     group: str = "clickwise"
     start: Literal["earliest", "latest"] = "earliest"
     key_as_event_id: bool = False
+    payload: Literal["json", "json_lines"] = "json"
     max_messages: Annotated[int, Field(ge=1, le=1_000_000)] = 50_000
     """The most messages one poll reads (stored as one lake batch per stream)."""
     options: dict[str, str | int | float | bool] = {}
     """Extra librdkafka consumer settings (security, timeouts)."""
 
+    @model_validator(mode="after")
+    def _one_key_one_record(self) -> KafkaSourceDef:
+        if self.key_as_event_id and self.payload == "json_lines":
+            raise ValueError(
+                "key_as_event_id needs one record per message (payload: json): a message of "
+                "several JSON lines has one key for all of them"
+            )
+        return self
+
 
 class KinesisSourceDef(Definition):
     """Read a stream from a Kinesis data stream (``clickwise run``).
 
-    Each record's data is one JSON record of the stream. Positions (per shard) are stored with the
+    Each record's data is one JSON record of the stream, or with ``payload: json_lines`` one or
+    more, one per line. Positions (per shard) are stored with the
     lake files they produced, like Kafka offsets; after a reshard, child shards are read once their
     parents are read to the end. ``endpoint`` defaults to ``CLICKWISE_KINESIS_ENDPOINT`` or
     ``AWS_ENDPOINT_URL``; ``start`` applies to shards without a stored position.
@@ -150,6 +162,7 @@ class KinesisSourceDef(Definition):
     start: Literal["trim_horizon", "latest"] = "trim_horizon"
     max_records: Annotated[int, Field(ge=1, le=10_000)] = 10_000
     """The most records one read of a shard returns."""
+    payload: Literal["json", "json_lines"] = "json"
 
 
 class PrefixSourceDef(Definition):
