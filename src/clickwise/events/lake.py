@@ -50,6 +50,14 @@ def partition_hour_ms(path: str) -> int | None:
     return int(days) * 24 * MS_PER_HOUR + hour * MS_PER_HOUR
 
 
+def _take(table: pa.Table, rows: pa.Array) -> pa.Table:
+    """``table.take(rows)``, its columns gathered on the writer threads (``Table.take`` gathers one
+    column after another)."""
+    with ThreadPoolExecutor(_WRITERS) as pool:
+        columns = list(pool.map(lambda column: column.take(rows), table.columns))
+    return pa.Table.from_arrays(columns, schema=table.schema)
+
+
 @dataclass(frozen=True)
 class LakeFile:
     path: str
@@ -72,7 +80,7 @@ class Lake:
         """
         if events.num_rows == 0:
             return []
-        ordered = events.take(pc.sort_indices(events, sort_keys=self._sort_keys(stream)))
+        ordered = _take(events, pc.sort_indices(events, sort_keys=self._sort_keys(stream)))
         event_ms = ordered.column(EVENT_MS).to_numpy()
         hours = event_ms // MS_PER_HOUR
         starts = np.flatnonzero(np.r_[True, hours[1:] != hours[:-1]])
