@@ -182,6 +182,9 @@ def crash_trials(
     )
     print(f"training rows (corrections applied): {rows.height:,} emitted, {expected_rows.height:,} from one "
           f"pass over the files; identical: {same_rows}")  # fmt: skip
+    files = sum(len(lake.completed_files(s)) for s in STREAMS)
+    merged = sum(len(r.replaced) for s in STREAMS for r in lake.replacements(s))
+    print(f"lake files: {files:,} (small files merged into them: {merged:,})")
     lost = {s: want[s] - counts[s] for s in STREAMS}
     shown = ", ".join(differing) or "none"
     print(f"{kills} SIGKILLs ({midway} while messages were left to store): lake {counts}; lost {lost}; "

@@ -5,8 +5,9 @@ folders and the streams' ``prefix`` sources (each file once: the lake's manifest
 content) and what the streams' Kafka and Kinesis sources hold (each message once: positions are
 stored with the lake files, see :mod:`clickwise.events.positions`), then applies every new lake
 event to the tables and checkpoints, then emits the training rows whose label window the new
-watermark closed (when the pipeline has a label). SIGINT or SIGTERM ends the loop after the current pass, so
-state is always left at a checkpoint.
+watermark closed (when the pipeline has a label). Every ``COMPACT_LAKE_S`` it merges the small
+lake files that polls leave (see :mod:`clickwise.events.compaction`). SIGINT or SIGTERM ends the
+loop after the current pass, so state is always left at a checkpoint.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from clickwise.dataset.stream import RowEmitter
 from clickwise.events import DeadLetters, Ingestor, Lake
+from clickwise.events.compaction import compact_stream, translate
 from clickwise.events.kafka import KafkaSource, describe_kafka, kafka_groups
 from clickwise.events.kinesis import KinesisSource, describe_kinesis, kinesis_streams
 from clickwise.events.positions import BrokerSource
@@ -31,9 +33,12 @@ from clickwise.spec.streams import PrefixSourceDef
 from clickwise.storage import Root
 from clickwise.tables import Tables
 from clickwise.tables.engine import LIVE_CHECKPOINT_S
+from clickwise.tables.state import load_checkpoint
 from clickwise.time import Clock, SystemClock, format_ms
 
 FIRST_FETCH_S = 2.0
+COMPACT_LAKE_S = 30.0
+"""How often the loop merges small lake files (the first pass does too)."""
 """With ``once``, how long an empty broker source is polled before it counts as drained."""
 
 
@@ -84,6 +89,7 @@ def run_loop(
     ]
     if kinesis_streams(pipeline):
         sources.append(KinesisSource(pipeline, root, kinesis_streams(pipeline), ingestor=ingestor))
+    compacted = time.monotonic() - COMPACT_LAKE_S
     checkpointed = time.monotonic() - LIVE_CHECKPOINT_S  # the first pass checkpoints: a run that
     # keeps being killed still keeps what its catch-up applied, and each start has less to redo
     with _Stop() as stop, ExitStack() as stack:
@@ -100,17 +106,42 @@ def run_loop(
                 checkpointed = time.monotonic()
             floor = _event_floor(sources)
             emitted = asdict(emitter.emit(tables, event_floor_ms=floor)) if emitter is not None else None
+            merged = None
+            if time.monotonic() - compacted >= COMPACT_LAKE_S:
+                merged, compacted = compact_settled(pipeline, root, emitter, clock), time.monotonic()
             yield {
                 "ingested": ingested,
                 "consumed": consumed,
                 "tables": asdict(report),
                 "rows": emitted,
+                "lake_compaction": merged,
                 "at_ms": clock.now_ms(),
             }
             if once or stop.event.is_set():
                 return
             if not sources and stop.event.wait(interval_ms / 1000):  # (a broker's poll waits itself)
                 return
+
+
+def compact_settled(
+    pipeline: Pipeline, root: Root, emitter: RowEmitter | None, clock: Clock
+) -> dict[str, int]:
+    """Merge small lake files that the tables' last checkpoint and the row emitter's saved state
+    both name (see :mod:`clickwise.events.compaction`); returns files merged and written."""
+    lake = Lake(root, pipeline)
+    durable = load_checkpoint(root, pipeline, rebuild=False).applied
+    handled = emitter.handled_files() if emitter is not None else None
+    label_streams = {pipeline.label.exposure, pipeline.label.outcome} if pipeline.label else set()
+    total = {"merged": 0, "written": 0, "removed": 0}
+    for stream in pipeline.streams:
+        settled = set(translate(durable, lake.replacements(stream)))
+        if handled is not None and stream in label_streams:
+            settled &= handled
+        report = compact_stream(lake, stream, settled, clock=clock)
+        total["merged"] += report.merged
+        total["written"] += report.written
+        total["removed"] += report.removed
+    return total
 
 
 def _event_floor(sources: Sequence[BrokerSource]) -> int | None:

@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from clickwise.dataset.backfill import exposure_columns, exposure_rows, lake_order
 from clickwise.dataset.writer import META_FILE, DatasetError
+from clickwise.events.compaction import translate
 from clickwise.events.lake import Lake, partition_hour_ms
 from clickwise.events.validate import EVENT_MS
 from clickwise.features import FeatureSet
@@ -111,6 +112,7 @@ class RowEmitter:
             new_mark = max(new_mark, old_mark)
         applied = tables.applied_files()
         lake = Lake(self.root, self.pipeline)
+        self._follow_compactions(lake)
         handled = set(state.exposures)
         exposure_files = [f for f in lake.files(self.label.exposure) if f.path in applied]
         fresh = [f.path for f in exposure_files if f.path not in handled]
@@ -153,6 +155,19 @@ class RowEmitter:
         self.root.write_bytes(STATE, state.to_bytes())
         report.mark_ms = new_mark
         return report
+
+    def _follow_compactions(self, lake: Lake) -> None:
+        """Name merged lake files instead of the files they replaced (see
+        :mod:`clickwise.events.compaction`; the state on disk follows when this pass saves it)."""
+        state = self.state
+        if merged := lake.replacements(self.label.exposure):
+            state.exposures = translate(state.exposures, merged)
+        if merged := lake.replacements(self.label.outcome):
+            state.outcomes = translate(state.outcomes, merged)
+
+    def handled_files(self) -> set[str]:
+        """The lake files of the label's streams that the saved state names."""
+        return set(self.state.exposures) | set(self.state.outcomes)
 
     def _columns(self) -> list[str]:
         return exposure_columns(self.pipeline, self.features)

@@ -4,11 +4,14 @@ Layout under the root::
 
     lake/<stream>/date=YYYY-MM-DD/hour=HH/part-<tag>.parquet   events, sorted by event time
     lake/_manifest/<stream>/<digest>.json                     one entry per ingested input
+    lake/_manifest/<stream>/compact-<n>.json                  one per merge of small files
 
 Every file is written atomically. File names are derived from the input's content digest, so an
 ingest that crashed half-way and is run again rewrites the same names instead of adding copies;
 the manifest entry, written last, marks an input as done so a second ingest stores nothing.
-The lake is the source of truth for replay and backfill.
+Small files are merged later (:mod:`clickwise.events.compaction`): a merge's entry names the
+files it replaces, which then no longer count. The lake is the source of truth for replay and
+backfill.
 """
 
 from __future__ import annotations
@@ -56,6 +59,15 @@ def _take(table: pa.Table, rows: pa.Array) -> pa.Table:
     with ThreadPoolExecutor(_WRITERS) as pool:
         columns = list(pool.map(lambda column: column.take(rows), table.columns))
     return pa.Table.from_arrays(columns, schema=table.schema)
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """One compaction: the merged file ``into`` holds the events of the ``replaced`` files."""
+
+    number: int
+    replaced: frozenset[str]
+    into: str
 
 
 @dataclass(frozen=True)
@@ -148,13 +160,37 @@ class Lake:
         return [orjson.loads(self.root.read_bytes(p)) for p in paths]
 
     def completed_files(self, stream: str) -> list[str]:
-        """Lake files of every input whose ingest finished (its manifest entry lists them)."""
+        """Lake files of every input whose ingest finished (its manifest entry lists them), less
+        those a compaction replaced (see :mod:`clickwise.events.compaction`)."""
+        return self.catalog(stream)[0]
+
+    def replacements(self, stream: str) -> list[Replacement]:
+        """The compactions of a stream's files, in the order they were made."""
+        return self.catalog(stream)[1]
+
+    def catalog(self, stream: str) -> tuple[list[str], list[Replacement]]:
+        """:meth:`completed_files` and :meth:`replacements` from one reading of the manifest."""
         files: list[str] = []
+        replacements = []
         for entry in self.inputs(stream):
             listed = entry.get("files", [])
             if isinstance(listed, list):
                 files.extend(str(path) for path in listed)
-        return files
+            replaces, number = entry.get("replaces"), entry.get("compaction")
+            if isinstance(replaces, list) and isinstance(number, int) and isinstance(listed, list):
+                replaced = frozenset(str(path) for path in replaces)
+                replacements.append(Replacement(number, replaced, str(listed[0])))
+        if replacements:
+            gone = {path for replacement in replacements for path in replacement.replaced}
+            files = [path for path in files if path not in gone]
+        return files, sorted(replacements, key=lambda replacement: replacement.number)
+
+    def record_compaction(
+        self, stream: str, number: int, files: list[str], replaces: list[str], *, events: int, at_ms: int
+    ) -> None:
+        """Make a merged file count instead of the files it replaces (one atomic write)."""
+        entry = {"compaction": number, "files": files, "replaces": sorted(replaces), "events": events}
+        self.record_input(stream, f"compact-{number:012d}", {**entry, "compacted_ms": at_ms})
 
     # --- reading ---------------------------------------------------------------------------
 

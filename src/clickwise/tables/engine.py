@@ -24,8 +24,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clickwise.errors import ClickwiseError
+from clickwise.events.compaction import translate
 from clickwise.events.deadletters import DeadLetterBatch, DeadLetters
-from clickwise.events.lake import Lake, partition_hour_ms
+from clickwise.events.lake import Lake, Replacement, partition_hour_ms
 from clickwise.memory import release_free_memory, reused_memory
 from clickwise.spec import Pipeline
 from clickwise.storage import Root
@@ -232,10 +233,21 @@ class Tables:
         """
         self._finish_background(wait=False)
         lake = Lake(self.root, self.pipeline)
+        listed: dict[str, list[str]] = {}
+        replacements: list[Replacement] = []
+        for stream in self._streams_in_order():
+            if files is None:
+                listed[stream], merged = lake.catalog(stream)
+                replacements.extend(merged)
+            else:
+                listed[stream] = files.get(stream, [])
+        if replacements:  # name merged lake files instead of the files they replaced
+            named = translate(self._checkpoint.applied, replacements)
+            if set(named) != set(self._checkpoint.applied):
+                self._checkpoint.applied, self._dirty = named, True
         applied = set(self._checkpoint.applied)
         todo: dict[int, dict[str, list[str]]] = {}
-        for stream in self._streams_in_order():
-            candidates = lake.completed_files(stream) if files is None else files.get(stream, [])
+        for stream, candidates in listed.items():
             for path in candidates:
                 if path not in applied:
                     todo.setdefault(_hour_of(path), {}).setdefault(stream, []).append(path)

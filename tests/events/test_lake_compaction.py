@@ -1,0 +1,178 @@
+"""Small lake files merged: every event kept once, the tables and the lists that name files follow,
+and what an interrupted merge leaves is cleaned up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.json as pajson
+import pytest
+
+from clickwise.dataset import RowEmitter
+from clickwise.engine import compact_settled
+from clickwise.events import Ingestor, Lake
+from clickwise.events.compaction import CompactionError, compact_stream, translate
+from clickwise.events.lake import Replacement
+from clickwise.examples import example_path
+from clickwise.spec import Pipeline, load_pipeline
+from clickwise.storage import Root, open_root
+from clickwise.synth import generate
+from clickwise.tables import Tables
+from clickwise.tables.state import load_checkpoint
+from clickwise.time import FixedClock
+
+START_MS = 1_767_571_200_000  # 2026-01-05T00:00:00Z
+NOW = FixedClock(START_MS + 86_400_000)
+STREAMS = ("impressions", "clicks", "predictions")
+BATCH = 100
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pa.Table]:
+    folder = tmp_path_factory.mktemp("gen")
+    generate(folder, users=500, hours=5, seed=5, start_ms=START_MS, fmt="jsonl")
+    return {s: pajson.read_json(folder / s / "part-00000.jsonl") for s in STREAMS}
+
+
+def _pipeline() -> Pipeline:
+    return load_pipeline(example_path("adclick"))
+
+
+def _ingest(root: Root, records: dict[str, pa.Table], part: slice = slice(None)) -> None:
+    """Each stream in batches of BATCH records: one small lake file per batch and hour."""
+    ingestor = Ingestor(_pipeline(), root, clock=NOW)
+    for stream, table in records.items():
+        batches = list(range(0, table.num_rows, BATCH))[part]
+        for first in batches:
+            ingestor.ingest_table(table.slice(first, BATCH), stream, tag=f"b{first}")
+
+
+def _lake_rows(root: Root) -> dict[str, pa.Table]:
+    lake = Lake(root, _pipeline())
+    return {stream: lake.read_all(stream) for stream in STREAMS}
+
+
+def _compact_all(root: Root, settled: set[str] | None = None) -> dict[str, int]:
+    lake = Lake(root, _pipeline())
+    merged = {}
+    for stream in STREAMS:
+        held = set(lake.completed_files(stream)) if settled is None else settled
+        merged[stream] = compact_stream(lake, stream, held).merged
+    return merged
+
+
+def test_merging_keeps_every_event_once_in_fewer_files(tmp_path: Path, records: dict[str, pa.Table]) -> None:
+    root = open_root(str(tmp_path))
+    _ingest(root, records)
+    lake = Lake(root, _pipeline())
+    before_files = {s: len(lake.completed_files(s)) for s in STREAMS}
+    before = _lake_rows(root)
+    merged = _compact_all(root)
+    assert merged["impressions"] >= 8 and merged["predictions"] >= 4
+    _compact_all(root)  # the next tier: merged files with merged files
+    after_files = {s: len(lake.completed_files(s)) for s in STREAMS}
+    assert after_files["impressions"] < before_files["impressions"] // 2
+    assert _lake_rows(root) == before  # the same events in the same order
+    on_disk = {f.path for s in STREAMS for f in lake.files(s, completed_only=False)}
+    assert on_disk == {path for s in STREAMS for path in lake.completed_files(s)}  # replaced ones deleted
+
+
+def test_only_settled_files_are_merged(tmp_path: Path, records: dict[str, pa.Table]) -> None:
+    root = open_root(str(tmp_path))
+    _ingest(root, records)
+    lake = Lake(root, _pipeline())
+    files = sorted(lake.completed_files("impressions"))
+    settled = set(files[: len(files) // 2])
+    report = compact_stream(lake, "impressions", settled)
+    assert report.merged > 0
+    replaced = {path for r in lake.replacements("impressions") for path in r.replaced}
+    assert replaced <= settled
+    assert set(files) - settled <= set(lake.completed_files("impressions"))
+
+
+def test_tables_follow_merged_files_in_memory_and_after_a_restart(
+    tmp_path: Path, records: dict[str, pa.Table]
+) -> None:
+    pipeline = _pipeline()
+    root = open_root(str(tmp_path / "merged"))
+    _ingest(root, records, slice(0, None, 2))
+    tables = Tables.open(pipeline, root, clock=NOW)
+    tables.catch_up()  # (a checkpoint follows)
+    durable = set(load_checkpoint(root, pipeline, rebuild=False).applied)
+    assert sum(_compact_all(root, durable).values()) > 0
+    _ingest(root, records, slice(1, None, 2))
+    tables.catch_up()  # names the merged files instead of the ones it had applied; adds the rest
+    reference_root = open_root(str(tmp_path / "reference"))
+    _ingest(reference_root, records)
+    reference = Tables.open(pipeline, reference_root, clock=NOW)
+    reference.catch_up()
+    _assert_same(tables, reference)
+    lake = Lake(root, pipeline)
+    assert tables.applied_files() == {path for s in STREAMS for path in lake.completed_files(s)}
+    tables.checkpoint()
+    _compact_all(root, set(load_checkpoint(root, pipeline, rebuild=False).applied))
+    reopened = Tables.open(pipeline, root, clock=NOW)  # its checkpoint names files merged since
+    assert sum(reopened.catch_up().events.values()) == 0  # nothing applied twice
+    _assert_same(reopened, reference)
+
+
+def _assert_same(tables: Tables, reference: Tables) -> None:
+    for name in tables.pipeline.tables:
+        got, want = tables.snapshot(name, NOW.now_ms()), reference.snapshot(name, NOW.now_ms())
+        keys = [(c, "ascending") for c in want.column_names if c.endswith("_id") or c == "country"]
+        if keys:
+            got, want = got.sort_by(keys), want.sort_by(keys)
+        assert got.num_rows == want.num_rows > 0, name
+        assert got.equals(want), name
+
+
+def test_training_rows_are_the_same_when_files_are_merged_between_passes(
+    tmp_path: Path, records: dict[str, pa.Table]
+) -> None:
+    """The row emitter names the files it handled: merged ones must count as handled, not as new
+    exposures (their rows would go out twice)."""
+    pipeline = _pipeline()
+    emitted = {}
+    for name, merging in (("plain", False), ("merged", True)):
+        root = open_root(str(tmp_path / name))
+        tables, emitter = Tables.open(pipeline, root, clock=NOW), RowEmitter(pipeline, root)
+        merges = 0
+        for part in range(6):  # six passes, each a sixth of every stream's batches
+            _ingest(root, records, slice(part, None, 6))
+            tables.catch_up()
+            emitter.emit(tables)
+            if merging:
+                merges += compact_settled(pipeline, root, emitter, NOW)["merged"]
+        assert merges > 0 or not merging
+        rows = root.read_parquet(root.list_files("rows", suffix=".parquet"))  # (every row as written)
+        emitted[name] = rows.sort_by([("event_id", "ascending"), ("correction", "ascending")])
+    assert emitted["merged"].num_rows == emitted["plain"].num_rows > 1000
+    assert emitted["merged"].equals(emitted["plain"])
+
+
+def test_what_an_interrupted_merge_leaves_is_removed(tmp_path: Path, records: dict[str, pa.Table]) -> None:
+    root = open_root(str(tmp_path))
+    _ingest(root, records)
+    lake = Lake(root, _pipeline())
+    before = _lake_rows(root)
+    stray = lake.write("clicks", lake.read_all("clicks"), "compact-000000000001")  # no entry written
+    assert _lake_rows(root) == before  # not an event until an entry names it
+    compact_stream(lake, "impressions", set(lake.completed_files("impressions")))
+    replaced = sorted(lake.replacements("impressions")[0].replaced)
+    root.write_bytes(replaced[0], b"left behind")  # as if the crash came before the deletes
+    report = compact_stream(lake, "clicks", set(lake.completed_files("clicks")))
+    assert report.removed == len(stray) and not any(root.exists(path) for path in stray)
+    assert compact_stream(lake, "impressions", set()).removed == 1
+    assert not root.exists(replaced[0])
+    assert _lake_rows(root) == before
+
+
+def test_translate_names_a_merged_file_only_for_lists_holding_all_its_files() -> None:
+    first = Replacement(1, frozenset({"a", "b", "c"}), "m1")
+    second = Replacement(2, frozenset({"m1", "d"}), "m2")
+    assert translate(["a", "b", "c", "d", "x"], [first, second]) == ["m2", "x"]
+    assert translate(["a", "b", "c"], [first]) == ["m1"]
+    assert translate(["x"], [first, second]) == ["x"]
+    with pytest.raises(CompactionError, match="another process"):
+        translate(["a", "x"], [first])
