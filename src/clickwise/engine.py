@@ -24,6 +24,7 @@ from typing import Any
 from clickwise.dataset.stream import RowEmitter
 from clickwise.events import DeadLetters, Ingestor, Lake
 from clickwise.events.compaction import compact_stream, translate
+from clickwise.events.folding import fold_manifest
 from clickwise.events.kafka import KafkaSource, describe_kafka, kafka_groups
 from clickwise.events.kinesis import KinesisSource, describe_kinesis, kinesis_streams
 from clickwise.events.positions import BrokerSource
@@ -127,12 +128,14 @@ def compact_settled(
     pipeline: Pipeline, root: Root, emitter: RowEmitter | None, clock: Clock
 ) -> dict[str, int]:
     """Merge small lake files that the tables' last checkpoint and the row emitter's saved state
-    both name (see :mod:`clickwise.events.compaction`); returns files merged and written."""
+    both name (see :mod:`clickwise.events.compaction`), then fold old manifest entries (see
+    :mod:`clickwise.events.folding`); returns files merged and written, entries folded."""
     lake = Lake(root, pipeline)
     durable = load_checkpoint(root, pipeline, rebuild=False).applied
     handled = emitter.handled_files() if emitter is not None else None
+    named = set(durable) | (handled or set())  # (what saved lists name, replaced files included)
     label_streams = {pipeline.label.exposure, pipeline.label.outcome} if pipeline.label else set()
-    total = {"merged": 0, "written": 0, "removed": 0}
+    total = {"merged": 0, "written": 0, "removed": 0, "folded": 0}
     for stream in pipeline.streams:
         settled = set(translate(durable, lake.replacements(stream)))
         if handled is not None and stream in label_streams:
@@ -141,6 +144,7 @@ def compact_settled(
         total["merged"] += report.merged
         total["written"] += report.written
         total["removed"] += report.removed
+        total["folded"] += fold_manifest(lake, stream, named, now_ms=clock.now_ms())
     return total
 
 

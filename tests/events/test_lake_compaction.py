@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pajson
 import pytest
 
@@ -13,7 +14,10 @@ from clickwise.dataset import RowEmitter
 from clickwise.engine import compact_settled
 from clickwise.events import Ingestor, Lake
 from clickwise.events.compaction import CompactionError, compact_stream, translate
+from clickwise.events.folding import FOLD_AFTER_MS, fold_manifest
 from clickwise.events.lake import Replacement
+from clickwise.events.positions import Ledger, load_ledger
+from clickwise.events.readers import RawChunk
 from clickwise.examples import example_path
 from clickwise.spec import Pipeline, load_pipeline
 from clickwise.storage import Root, open_root
@@ -131,20 +135,23 @@ def test_training_rows_are_the_same_when_files_are_merged_between_passes(
     tmp_path: Path, records: dict[str, pa.Table]
 ) -> None:
     """The row emitter names the files it handled: merged ones must count as handled, not as new
-    exposures (their rows would go out twice)."""
+    exposures (their rows would go out twice); folded entries change nothing either."""
     pipeline = _pipeline()
+    later = FixedClock(NOW.now_ms() + 10 * FOLD_AFTER_MS)  # (batch entries old enough to fold)
     emitted = {}
     for name, merging in (("plain", False), ("merged", True)):
         root = open_root(str(tmp_path / name))
         tables, emitter = Tables.open(pipeline, root, clock=NOW), RowEmitter(pipeline, root)
-        merges = 0
-        for part in range(6):  # six passes, each a sixth of every stream's batches
-            _ingest(root, records, slice(part, None, 6))
+        done = {"merged": 0, "folded": 0}
+        for part in range(6):  # six passes, each a sixth of every stream, stored like broker polls
+            sixth = {s: t.slice(part * t.num_rows // 6, t.num_rows // 6 + 1) for s, t in records.items()}
+            _broker_batches(root, sixth, NOW)
             tables.catch_up()
             emitter.emit(tables)
             if merging:
-                merges += compact_settled(pipeline, root, emitter, NOW)["merged"]
-        assert merges > 0 or not merging
+                report = compact_settled(pipeline, root, emitter, later)
+                done = {key: done[key] + report[key] for key in done}
+        assert min(done.values()) > 0 or not merging
         rows = root.read_parquet(root.list_files("rows", suffix=".parquet"))  # (every row as written)
         emitted[name] = rows.sort_by([("event_id", "ascending"), ("correction", "ascending")])
     assert emitted["merged"].num_rows == emitted["plain"].num_rows > 1000
@@ -176,3 +183,82 @@ def test_translate_names_a_merged_file_only_for_lists_holding_all_its_files() ->
     assert translate(["x"], [first, second]) == ["x"]
     with pytest.raises(CompactionError, match="another process"):
         translate(["a", "x"], [first])
+
+
+def _broker_batches(root: Root, records: dict[str, pa.Table], clock: FixedClock) -> dict[str, Ledger]:
+    """Each stream's records stored like a Kafka source's polls: batches with positions and marks."""
+    pipeline = _pipeline()
+    ingestor = Ingestor(pipeline, root, clock=clock)
+    ledgers = {}
+    for stream, table in records.items():
+        ledger = load_ledger(Lake(root, pipeline), stream, "kafka")
+        for first in range(0, table.num_rows, BATCH):
+            chunk = RawChunk(table.slice(first, BATCH), 0, lambda rows: [])
+            partition = f"{stream}:{first // BATCH % 3}"
+            positions = {partition: ledger.positions.get(partition, 0) + BATCH}
+            ledger.store(
+                ingestor, stream, chunk, positions, source="kafka", maybe_leftovers=False,
+                marks={partition: START_MS + first},
+            )  # fmt: skip
+        ledgers[stream] = ledger
+    return ledgers
+
+
+def _entries(root: Root, stream: str) -> list[str]:
+    return root.list_files(f"lake/_manifest/{stream}", suffix=".json")
+
+
+def test_folding_keeps_the_lake_files_and_the_positions(tmp_path: Path, records: dict[str, pa.Table]) -> None:
+    root = open_root(str(tmp_path))
+    ledgers = _broker_batches(root, records, NOW)
+    _compact_all(root)
+    lake = Lake(root, _pipeline())
+    before = {s: sorted(lake.completed_files(s)) for s in STREAMS}
+    rows = _lake_rows(root)
+    too_young = fold_manifest(lake, "impressions", set(), now_ms=NOW.now_ms() + FOLD_AFTER_MS // 2)
+    assert too_young == 0
+    later = NOW.now_ms() + 10 * FOLD_AFTER_MS
+    for stream in STREAMS:
+        entries = len(_entries(root, stream))
+        assert fold_manifest(lake, stream, set(), now_ms=later) == entries  # every batch and merge
+        assert _entries(root, stream) == []
+        loaded = load_ledger(lake, stream, "kafka")
+        root.delete(f"sources/kafka/{stream}.json")  # (no cache: the summary alone)
+        assert load_ledger(lake, stream, "kafka") == loaded
+        want = ledgers[stream]
+        assert (loaded.sequence, loaded.positions, loaded.marks) == (
+            want.sequence,
+            want.positions,
+            want.marks,
+        )
+    assert {s: sorted(lake.completed_files(s)) for s in STREAMS} == before
+    assert _lake_rows(root) == rows
+    fresh = records["impressions"].slice(0, 4 * BATCH)  # the same records under new ids
+    fresh = fresh.set_column(0, "impression_id", pc.binary_join_element_wise("n", fresh.column(0), ""))
+    ledger = _broker_batches(root, {"impressions": fresh}, FixedClock(later))["impressions"]
+    assert ledger.sequence == ledgers["impressions"].sequence + 4  # the next batches, not folded ones
+    assert lake.count("impressions") == rows["impressions"].num_rows + fresh.num_rows
+    number = lake.last_compaction("impressions")
+    assert number > 0 and compact_stream(lake, "impressions", set(lake.completed_files("impressions"))).merged
+    assert lake.replacements("impressions")[0].number == number + 1  # numbers go on after a fold
+
+
+def test_merges_a_saved_list_still_names_are_not_folded(tmp_path: Path, records: dict[str, pa.Table]) -> None:
+    root = open_root(str(tmp_path))
+    _broker_batches(root, records, NOW)
+    lake = Lake(root, _pipeline())
+    compact_stream(lake, "impressions", set(lake.completed_files("impressions")))
+    first = lake.replacements("impressions")[0]
+    later = NOW.now_ms() + 10 * FOLD_AFTER_MS
+    merges = len(lake.replacements("impressions"))
+    batches = len(_entries(root, "impressions")) - merges
+    named = {sorted(first.replaced)[0]}  # e.g. the tables' checkpoint, not yet saved translated
+    assert fold_manifest(lake, "impressions", named, now_ms=later) == batches  # the batches only
+    assert lake.replacements("impressions")[0] == first
+    assert fold_manifest(lake, "impressions", set(), now_ms=later) == merges > 0
+    assert lake.replacements("impressions") == []
+    stale = f"lake/_manifest/impressions/compact-{first.number:012d}.json"
+    root.write_bytes(stale, b'{"compaction": 1, "files": ["x"], "replaces": ["y"]}')  # left by a crash
+    assert "x" not in lake.completed_files("impressions")  # covered by the summary: skipped
+    fold_manifest(lake, "impressions", set(), now_ms=later)
+    assert not root.exists(stale)

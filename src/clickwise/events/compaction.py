@@ -87,7 +87,7 @@ def compact_stream(
     for path in candidates:
         if sizes[path] < SMALL_BYTES:
             by_hour.setdefault(path.rsplit("/", 1)[0], []).append(path)
-    number = max((r.number for r in replacements), default=0)
+    number = lake.last_compaction(stream)
     for paths in by_hour.values():
         tier = _tier(paths, sizes)
         if len(tier) < MIN_FILES:

@@ -5,6 +5,7 @@ Layout under the root::
     lake/<stream>/date=YYYY-MM-DD/hour=HH/part-<tag>.parquet   events, sorted by event time
     lake/_manifest/<stream>/<digest>.json                     one entry per ingested input
     lake/_manifest/<stream>/compact-<n>.json                  one per merge of small files
+    lake/_folded/<stream>.json                                old entries folded into one
 
 Every file is written atomically. File names are derived from the input's content digest, so an
 ingest that crashed half-way and is run again rewrites the same names instead of adding copies;
@@ -28,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from clickwise.events.folding import Folded, read_folded
 from clickwise.events.validate import ARRIVAL_MS, EVENT_MS
 from clickwise.spec import Pipeline
 from clickwise.storage import Root, repetitive_columns
@@ -155,8 +157,14 @@ class Lake:
         return entry
 
     def inputs(self, stream: str) -> list[dict[str, object]]:
-        """The manifest entries of every input ingested into a stream."""
+        """The manifest entries of a stream's inputs, less those folded into its summary (see
+        :mod:`clickwise.events.folding`)."""
+        return self._entries(stream, read_folded(self.root, stream))
+
+    def _entries(self, stream: str, folded: Folded | None) -> list[dict[str, object]]:
         paths = self.root.list_files(f"lake/_manifest/{stream}", suffix=".json")
+        if folded is not None:
+            paths = [p for p in paths if not folded.covers(p.rsplit("/", 1)[-1].removesuffix(".json"))]
         return [orjson.loads(self.root.read_bytes(p)) for p in paths]
 
     def completed_files(self, stream: str) -> list[str]:
@@ -169,10 +177,12 @@ class Lake:
         return self.catalog(stream)[1]
 
     def catalog(self, stream: str) -> tuple[list[str], list[Replacement]]:
-        """:meth:`completed_files` and :meth:`replacements` from one reading of the manifest."""
-        files: list[str] = []
+        """:meth:`completed_files` and :meth:`replacements` (those not folded) from one reading of
+        the manifest."""
+        folded = read_folded(self.root, stream)
+        files: list[str] = list(folded.files) if folded is not None else []
         replacements = []
-        for entry in self.inputs(stream):
+        for entry in self._entries(stream, folded):
             listed = entry.get("files", [])
             if isinstance(listed, list):
                 files.extend(str(path) for path in listed)
@@ -184,6 +194,12 @@ class Lake:
             gone = {path for replacement in replacements for path in replacement.replaced}
             files = [path for path in files if path not in gone]
         return files, sorted(replacements, key=lambda replacement: replacement.number)
+
+    def last_compaction(self, stream: str) -> int:
+        """The number of the stream's latest compaction (0 before the first)."""
+        folded = read_folded(self.root, stream)
+        numbers = [r.number for r in self.replacements(stream)]
+        return max([*numbers, folded.compactions_through if folded is not None else 0])
 
     def record_compaction(
         self, stream: str, number: int, files: list[str], replaces: list[str], *, events: int, at_ms: int

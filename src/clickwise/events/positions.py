@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from clickwise.errors import ClickwiseError
+from clickwise.events.folding import read_folded
 from clickwise.events.ingest import Ingestor, StreamCounts, batch_digest
 from clickwise.events.lake import Lake
 from clickwise.events.readers import RawChunk
@@ -98,6 +99,11 @@ def load_ledger(lake: Lake, stream: str, kind: str) -> Ledger:
         raw = orjson.loads(root.read_bytes(_cache_path(kind, stream)))
         ledger.sequence, ledger.positions = int(raw["sequence"]), dict(raw["positions"])
         ledger.marks = {str(k): int(v) for k, v in raw.get("marks", {}).items()}
+    folded = read_folded(root, stream)
+    state = folded.batches.get(kind) if folded is not None else None
+    if state is not None and int(state["through"]) > ledger.sequence:  # (the cache lags the summary)
+        ledger.sequence, ledger.positions = int(state["through"]), dict(state["positions"])
+        ledger.marks = {str(k): int(v) for k, v in state["marks"].items()}
     while True:
         entry = lake.input_entry(stream, batch_digest(ledger.tag(ledger.sequence + 1)))
         if entry is None:
