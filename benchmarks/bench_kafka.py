@@ -42,6 +42,7 @@ from clickwise.dataset.stream import RowEmitter, read_rows
 from clickwise.engine import run_loop
 from clickwise.events import Ingestor, Lake
 from clickwise.events.kafka import create_topics, send_generated
+from clickwise.events.positions import load_ledger
 from clickwise.examples import example_path
 from clickwise.spec import load_pipeline
 from clickwise.storage import open_root
@@ -182,9 +183,13 @@ def crash_trials(
     )
     print(f"training rows (corrections applied): {rows.height:,} emitted, {expected_rows.height:,} from one "
           f"pass over the files; identical: {same_rows}")  # fmt: skip
+    started = time.perf_counter()
     files = sum(len(lake.completed_files(s)) for s in STREAMS)
-    merged = sum(len(r.replaced) for s in STREAMS for r in lake.replacements(s))
-    print(f"lake files: {files:,} (small files merged into them: {merged:,})")
+    listing_ms = (time.perf_counter() - started) * 1000
+    polls = sum(load_ledger(lake, s, "kafka").sequence for s in STREAMS)
+    entries = sum(len(open_root(root_url).list_files(f"lake/_manifest/{s}")) for s in STREAMS)
+    print(f"{polls:,} polls stored; now {files:,} lake files and {entries:,} manifest entries "
+          f"(listing the lake's files: {listing_ms:.0f} ms)")  # fmt: skip
     lost = {s: want[s] - counts[s] for s in STREAMS}
     shown = ", ".join(differing) or "none"
     print(f"{kills} SIGKILLs ({midway} while messages were left to store): lake {counts}; lost {lost}; "

@@ -13,7 +13,7 @@ import pytest
 from clickwise.dataset import RowEmitter
 from clickwise.engine import compact_settled
 from clickwise.events import Ingestor, Lake
-from clickwise.events.compaction import CompactionError, compact_stream, translate
+from clickwise.events.compaction import CompactionError, _tier, compact_stream, translate
 from clickwise.events.folding import FOLD_AFTER_MS, fold_manifest
 from clickwise.events.lake import Replacement
 from clickwise.events.positions import Ledger, load_ledger
@@ -262,3 +262,11 @@ def test_merges_a_saved_list_still_names_are_not_folded(tmp_path: Path, records:
     assert "x" not in lake.completed_files("impressions")  # covered by the summary: skipped
     fold_manifest(lake, "impressions", set(), now_ms=later)
     assert not root.exists(stale)
+
+
+def test_a_tier_is_files_of_like_size_up_to_a_file_that_is_not_small() -> None:
+    mb = 1 << 20
+    sizes = {"a": 1 * mb, "b": 1 * mb, "c": 2 * mb, "d": 3 * mb, "e": 20 * mb}
+    assert _tier(list(sizes), sizes) == ["a", "b", "c", "d"]  # e is more than twice a-d together
+    large = {name: 40 * mb for name in "abcdef"}
+    assert _tier(list(large), large) == ["a", "b"]  # 80 MB merged: no longer small

@@ -78,8 +78,8 @@ def compact_stream(
     """Merge small files of ``stream`` among ``settled`` (files every consumer applied durably),
     one tier per hour partition. Also deletes what interrupted compactions left."""
     report = CompactionReport()
-    completed = set(lake.completed_files(stream))
-    replacements = lake.replacements(stream)
+    listed, replacements = lake.catalog(stream)
+    completed = set(listed)
     report.removed = _remove_leftovers(lake, stream, completed, replacements)
     candidates = [path for path in completed if path in settled]
     sizes = lake.root.sizes(candidates)
@@ -108,11 +108,12 @@ def compact_stream(
 
 
 def _tier(paths: list[str], sizes: dict[str, int]) -> list[str]:
-    """The smallest file and the next ones, each at most twice the size of those before it."""
+    """The smallest file and the next ones, each at most twice the size of those before it, until
+    they make a file that is not small (so a merge reads at most about twice ``SMALL_BYTES``)."""
     ordered = sorted(paths, key=lambda path: (sizes[path], path))
     tier, total = [ordered[0]], sizes[ordered[0]]
     for path in ordered[1:]:
-        if sizes[path] > 2 * total:
+        if sizes[path] > 2 * total or total >= SMALL_BYTES:
             break
         tier.append(path)
         total += sizes[path]
