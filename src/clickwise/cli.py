@@ -805,6 +805,7 @@ def serve(
         service = Service(p, r, models=models, model=model)
         if sources:
             service.start_sources()
+        service.start_maintenance()
         version = service.predictor.version if service.predictor else "none"
         err.print(
             f"clickwise serve: pipeline {p.name}, root {r.url}, model {version}, state loaded in "

@@ -22,9 +22,10 @@ import orjson
 import polars as pl
 import pyarrow as pa
 
+from clickwise.engine import COMPACT_LAKE_S, compact_settled
 from clickwise.enrich.apply import Enricher
 from clickwise.errors import ClickwiseError
-from clickwise.events import Ingestor
+from clickwise.events import Ingestor, Lake
 from clickwise.events.kafka import KafkaSource, kafka_groups
 from clickwise.events.kinesis import KinesisSource, kinesis_streams
 from clickwise.events.positions import BrokerSource
@@ -98,6 +99,8 @@ class Service:
         self.consumed: dict[str, int] = {}  # events stored from sources, by stream
         self.source_errors = 0  # failed reads of sources (retried)
         self._consumer_thread: threading.Thread | None = None
+        self._maintenance_thread: threading.Thread | None = None
+        self.lake_compaction: dict[str, int] = {}  # what the last merge of small lake files did
         self._stopping = threading.Event()
         self._applied = 0  # ... and applied to the tables
         self.tables = Tables.open(pipeline, root, clock=self.clock)
@@ -238,6 +241,28 @@ class Service:
         for stream, counts in report.streams.items():
             self.consumed[stream] = self.consumed.get(stream, 0) + counts.accepted
         self._apply_upto(mine)
+
+    def start_maintenance(self) -> None:
+        """Merge small lake files on a background thread every ``COMPACT_LAKE_S`` (HTTP batches
+        and polls write one each; see :mod:`clickwise.events.compaction`). Only files the last
+        table checkpoint names are merged, so the files ingest is still applying are never
+        touched; the tables are told under the update lock. Stopped by :meth:`close`."""
+        if self._maintenance_thread is None:
+            self._maintenance_thread = threading.Thread(target=self._maintain, name="lake", daemon=True)
+            self._maintenance_thread.start()
+
+    def _maintain(self) -> None:
+        self._ids_loading.join()  # (it reads every lake file: none may go meanwhile)
+        while not self._stopping.wait(COMPACT_LAKE_S):
+            try:
+                self.lake_compaction = compact_settled(self.pipeline, self.root, None, self.clock)
+                lake = Lake(self.root, self.pipeline)
+                merged = [r for stream in self.pipeline.streams for r in lake.replacements(stream)]
+                with self._apply_lock:
+                    self.tables.follow_compactions(merged)
+            except Exception as exc:  # noqa: BLE001 - merging is an optimization: keep serving
+                print(f"clickwise: merging small lake files failed (tried again in {COMPACT_LAKE_S:.0f} "
+                      f"s): {exc!r}", file=sys.stderr, flush=True)  # fmt: skip
 
     def source_status(self) -> list[dict[str, Any]]:
         """Each source's positions, lag, events/s over the last minute and dead letters."""
@@ -559,9 +584,10 @@ class Service:
     def close(self) -> None:
         """Make everything durable: the table state and the decision log."""
         self._stopping.set()
-        if self._consumer_thread is not None:
-            self._consumer_thread.join()
-            self._consumer_thread = None
+        for thread in (self._consumer_thread, self._maintenance_thread):
+            if thread is not None:
+                thread.join()
+        self._consumer_thread = self._maintenance_thread = None
         for source in self.sources:
             source.close()
         with self._apply_lock:

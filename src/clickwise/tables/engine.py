@@ -241,10 +241,7 @@ class Tables:
                 replacements.extend(merged)
             else:
                 listed[stream] = files.get(stream, [])
-        if replacements:  # name merged lake files instead of the files they replaced
-            named = translate(self._checkpoint.applied, replacements)
-            if set(named) != set(self._checkpoint.applied):
-                self._checkpoint.applied, self._dirty = named, True
+        self.follow_compactions(replacements)
         applied = set(self._checkpoint.applied)
         todo: dict[int, dict[str, list[str]]] = {}
         for stream, candidates in listed.items():
@@ -265,6 +262,17 @@ class Tables:
         report.watermark_ms = self.watermark_ms
         report.pending = self.pending_count()
         return report
+
+    def follow_compactions(self, replacements: Sequence[Replacement]) -> None:
+        """Name merged lake files instead of the files they replaced in the list of files applied
+        (see :mod:`clickwise.events.compaction`; the next checkpoint saves it). A full
+        :meth:`catch_up` does this itself; callers that pass ``files`` call it after merging.
+        Serialize it with updates, like :meth:`catch_up`."""
+        if not replacements:
+            return
+        named = translate(self._checkpoint.applied, replacements)
+        if set(named) != set(self._checkpoint.applied):
+            self._checkpoint.applied, self._dirty = named, True
 
     def _apply_windows(
         self,
