@@ -45,7 +45,8 @@ def test_small_files_are_merged_while_ingesting_and_nothing_counts_twice(
     def send(worker: int) -> int:
         user, accepted = f"user-{worker}", 0
         for batch in range(BATCHES):
-            records = [_impression(user, batch * PER_BATCH + i, now - 60_000 + batch) for i in range(PER_BATCH)]
+            numbers = range(batch * PER_BATCH, (batch + 1) * PER_BATCH)
+            records = [_impression(user, number, now - 60_000 + batch) for number in numbers]
             accepted += running.ingest("impressions", records).accepted
             time.sleep(0.02)
         return accepted
