@@ -13,7 +13,13 @@ import pytest
 from clickwise.dataset import RowEmitter
 from clickwise.engine import compact_settled
 from clickwise.events import Ingestor, Lake
-from clickwise.events.compaction import CompactionError, _tier, compact_stream, translate
+from clickwise.events.compaction import (
+    KEEP_REPLACED_MS,
+    CompactionError,
+    _tier,
+    compact_stream,
+    translate,
+)
 from clickwise.events.folding import FOLD_AFTER_MS, fold_manifest
 from clickwise.events.lake import Replacement
 from clickwise.events.positions import Ledger, load_ledger
@@ -57,12 +63,12 @@ def _lake_rows(root: Root) -> dict[str, pa.Table]:
     return {stream: lake.read_all(stream) for stream in STREAMS}
 
 
-def _compact_all(root: Root, settled: set[str] | None = None) -> dict[str, int]:
+def _compact_all(root: Root, settled: set[str] | None = None, clock: FixedClock = NOW) -> dict[str, int]:
     lake = Lake(root, _pipeline())
     merged = {}
     for stream in STREAMS:
         held = set(lake.completed_files(stream)) if settled is None else settled
-        merged[stream] = compact_stream(lake, stream, held).merged
+        merged[stream] = compact_stream(lake, stream, held, clock=clock).merged
     return merged
 
 
@@ -78,8 +84,11 @@ def test_merging_keeps_every_event_once_in_fewer_files(tmp_path: Path, records: 
     after_files = {s: len(lake.completed_files(s)) for s in STREAMS}
     assert after_files["impressions"] < before_files["impressions"] // 2
     assert _lake_rows(root) == before  # the same events in the same order
+    replaced = {path for s in STREAMS for r in lake.replacements(s) for path in r.replaced}
+    assert all(root.exists(path) for path in replaced)  # (kept for readers that listed them)
+    _compact_all(root, set(), FixedClock(NOW.now_ms() + KEEP_REPLACED_MS))
     on_disk = {f.path for s in STREAMS for f in lake.files(s, completed_only=False)}
-    assert on_disk == {path for s in STREAMS for path in lake.completed_files(s)}  # replaced ones deleted
+    assert on_disk == {path for s in STREAMS for path in lake.completed_files(s)}  # now deleted
 
 
 def test_only_settled_files_are_merged(tmp_path: Path, records: dict[str, pa.Table]) -> None:
@@ -165,13 +174,14 @@ def test_what_an_interrupted_merge_leaves_is_removed(tmp_path: Path, records: di
     before = _lake_rows(root)
     stray = lake.write("clicks", lake.read_all("clicks"), "compact-000000000001")  # no entry written
     assert _lake_rows(root) == before  # not an event until an entry names it
-    compact_stream(lake, "impressions", set(lake.completed_files("impressions")))
-    replaced = sorted(lake.replacements("impressions")[0].replaced)
-    root.write_bytes(replaced[0], b"left behind")  # as if the crash came before the deletes
-    report = compact_stream(lake, "clicks", set(lake.completed_files("clicks")))
+    compact_stream(lake, "impressions", set(lake.completed_files("impressions")), clock=NOW)
+    replaced = sorted(path for r in lake.replacements("impressions") for path in r.replaced)
+    report = compact_stream(lake, "clicks", set(lake.completed_files("clicks")), clock=NOW)
     assert report.removed == len(stray) and not any(root.exists(path) for path in stray)
-    assert compact_stream(lake, "impressions", set()).removed == 1
-    assert not root.exists(replaced[0])
+    assert compact_stream(lake, "impressions", set(), clock=NOW).removed == 0  # (kept an hour)
+    late = FixedClock(NOW.now_ms() + KEEP_REPLACED_MS)
+    assert compact_stream(lake, "impressions", set(), clock=late).removed == len(replaced)
+    assert not any(root.exists(path) for path in replaced)
     assert _lake_rows(root) == before
 
 
@@ -217,7 +227,7 @@ def test_folding_keeps_the_lake_files_and_the_positions(tmp_path: Path, records:
     rows = _lake_rows(root)
     too_young = fold_manifest(lake, "impressions", set(), now_ms=NOW.now_ms() + FOLD_AFTER_MS // 2)
     assert too_young == 0
-    later = NOW.now_ms() + 10 * FOLD_AFTER_MS
+    later = NOW.now_ms() + KEEP_REPLACED_MS + FOLD_AFTER_MS
     for stream in STREAMS:
         entries = len(_entries(root, stream))
         assert fold_manifest(lake, stream, set(), now_ms=later) == entries  # every batch and merge
@@ -239,7 +249,8 @@ def test_folding_keeps_the_lake_files_and_the_positions(tmp_path: Path, records:
     assert ledger.sequence == ledgers["impressions"].sequence + 4  # the next batches, not folded ones
     assert lake.count("impressions") == rows["impressions"].num_rows + fresh.num_rows
     number = lake.last_compaction("impressions")
-    assert number > 0 and compact_stream(lake, "impressions", set(lake.completed_files("impressions"))).merged
+    settled = set(lake.completed_files("impressions"))
+    assert number > 0 and compact_stream(lake, "impressions", settled, clock=FixedClock(later)).merged
     assert lake.replacements("impressions")[0].number == number + 1  # numbers go on after a fold
 
 
@@ -247,9 +258,11 @@ def test_merges_a_saved_list_still_names_are_not_folded(tmp_path: Path, records:
     root = open_root(str(tmp_path))
     _broker_batches(root, records, NOW)
     lake = Lake(root, _pipeline())
-    compact_stream(lake, "impressions", set(lake.completed_files("impressions")))
+    compact_stream(lake, "impressions", set(lake.completed_files("impressions")), clock=NOW)
     first = lake.replacements("impressions")[0]
-    later = NOW.now_ms() + 10 * FOLD_AFTER_MS
+    fold_manifest(lake, "impressions", set(), now_ms=NOW.now_ms() + FOLD_AFTER_MS)  # the batches only
+    assert lake.replacements("impressions")[0] == first  # (its files are kept an hour)
+    later = NOW.now_ms() + KEEP_REPLACED_MS + FOLD_AFTER_MS
     merges = len(lake.replacements("impressions"))
     batches = len(_entries(root, "impressions")) - merges
     named = {sorted(first.replaced)[0]}  # e.g. the tables' checkpoint, not yet saved translated

@@ -8,8 +8,9 @@ hour partition of a stream that every consumer has durably applied:
 1. the merged file is written (``part-compact-<n>.parquet``; until step 2 no reader sees it);
 2. a manifest entry names it and the files it replaces: from then on, readers see the merged
    file instead of them (:meth:`~clickwise.events.lake.Lake.completed_files`);
-3. the replaced files are deleted. A crash before that leaves files that nothing names; the next
-   compaction deletes them, and merged files whose entry was never written.
+3. the replaced files are deleted ``KEEP_REPLACED_MS`` later (by a later compaction), so a
+   reader that listed the lake before the merge (a backfill running beside the consumer) still
+   finds them. Merged files whose entry was never written (a crash) are deleted at once.
 
 Consumers that name the lake files they applied (the tables' checkpoint, the row emitter) keep
 naming replaced files until they next save; :func:`translate` maps such a list onto the lake as
@@ -34,6 +35,8 @@ SMALL_BYTES = 64 << 20
 """Files at least this large are left as they are."""
 MIN_FILES = 4
 """Fewer files than this in a tier are not worth a rewrite yet."""
+KEEP_REPLACED_MS = 3_600_000
+"""How long replaced files stay for readers that listed the lake before their merge."""
 TAG = "compact"
 
 
@@ -78,9 +81,10 @@ def compact_stream(
     """Merge small files of ``stream`` among ``settled`` (files every consumer applied durably),
     one tier per hour partition. Also deletes what interrupted compactions left."""
     report = CompactionReport()
+    now_ms = (clock or SystemClock()).now_ms()
     listed, replacements = lake.catalog(stream)
     completed = set(listed)
-    report.removed = _remove_leftovers(lake, stream, completed, replacements)
+    report.removed = _remove_leftovers(lake, stream, completed, replacements, now_ms)
     candidates = [path for path in completed if path in settled]
     sizes = lake.root.sizes(candidates)
     by_hour: dict[str, list[str]] = {}
@@ -96,10 +100,7 @@ def compact_stream(
         events = lake.root.read_parquet(tier)
         tag = f"{TAG}-{number:012d}"
         written = lake.write(stream, events, tag)
-        now_ms = (clock or SystemClock()).now_ms()
         lake.record_compaction(stream, number, written, tier, events=events.num_rows, at_ms=now_ms)
-        for path in tier:
-            lake.root.delete(path)
         report.merged += len(tier)
         report.written += len(written)
         report.events += events.num_rows
@@ -121,11 +122,11 @@ def _tier(paths: list[str], sizes: dict[str, int]) -> list[str]:
 
 
 def _remove_leftovers(
-    lake: Lake, stream: str, completed: set[str], replacements: Sequence[Replacement]
+    lake: Lake, stream: str, completed: set[str], replacements: Sequence[Replacement], now_ms: int
 ) -> int:
-    """Delete replaced files still there, and merged files no entry names (their compaction was
-    interrupted before its entry; written again by the next one)."""
-    replaced = {path for r in replacements for path in r.replaced}
+    """Delete files replaced ``KEEP_REPLACED_MS`` ago or earlier, and merged files no entry names
+    (their compaction was interrupted before its entry; written again by the next one)."""
+    replaced = {path for r in replacements if r.at_ms <= now_ms - KEEP_REPLACED_MS for path in r.replaced}
     removed = 0
     for found in lake.files(stream, completed_only=False):
         name = found.path.rsplit("/", 1)[-1]

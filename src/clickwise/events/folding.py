@@ -9,9 +9,10 @@ replaces a prefix of them with ``lake/_folded/<stream>.json``:
   the summary keeps their files and, per source kind, the last sequence folded and the positions
   and event-time marks reached (a source resumes from them, see
   :func:`clickwise.events.positions.load_ledger`);
-- compactions (``compact-<n>``), in order, once every file they replaced is in the summary and no
+- compactions (``compact-<n>``), in order, once every file they replaced is in the summary, no
   consumer's saved list names one of those files any more (a list naming one could no longer be
-  translated, see :func:`clickwise.events.compaction.translate`).
+  translated, see :func:`clickwise.events.compaction.translate`), and those files have been
+  kept their time for earlier readers (they are deleted first).
 
 File inputs and HTTP batches are never folded: their entries are what makes a second ingest of the
 same file or tag store nothing. The summary is written first (atomically), then the folded entries
@@ -71,7 +72,8 @@ def read_folded(root: Root, stream: str) -> Folded | None:
 def fold_manifest(lake: Lake, stream: str, named: set[str], *, now_ms: int) -> int:
     """Fold what can be folded of ``stream``'s manifest (``named``: lake files that some consumer's
     saved list names); returns how many entries were folded."""
-    from clickwise.events.positions import Ledger  # (positions imports the lake)
+    from clickwise.events.compaction import KEEP_REPLACED_MS  # (both import the lake)
+    from clickwise.events.positions import Ledger
 
     root = lake.root
     summary = read_folded(root, stream) or Folded()
@@ -102,8 +104,11 @@ def fold_manifest(lake: Lake, stream: str, named: set[str], *, now_ms: int) -> i
     while (path := entries.get(f"compact-{summary.compactions_through + 1:012d}")) is not None:
         entry = orjson.loads(root.read_bytes(path))
         replaced = {str(p) for p in entry["replaces"]}
-        if not replaced <= files or replaced & named:
+        young = int(entry.get("compacted_ms", now_ms)) > now_ms - KEEP_REPLACED_MS
+        if young or not replaced <= files or replaced & named:
             break
+        for gone in replaced:  # (before the entry that names them goes)
+            root.delete(gone)
         files = (files - replaced) | {str(p) for p in entry["files"]}
         folded.append(path)
         summary.compactions_through += 1

@@ -70,6 +70,7 @@ class Replacement:
     number: int
     replaced: frozenset[str]
     into: str
+    at_ms: int = 0  # when it was made
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,9 @@ class Lake:
             replaces, number = entry.get("replaces"), entry.get("compaction")
             if isinstance(replaces, list) and isinstance(number, int) and isinstance(listed, list):
                 replaced = frozenset(str(path) for path in replaces)
-                replacements.append(Replacement(number, replaced, str(listed[0])))
+                made_ms = entry.get("compacted_ms")
+                at_ms = made_ms if isinstance(made_ms, int) else 0
+                replacements.append(Replacement(number, replaced, str(listed[0]), at_ms))
         if replacements:
             gone = {path for replacement in replacements for path in replacement.replaced}
             files = [path for path in files if path not in gone]
