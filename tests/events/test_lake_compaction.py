@@ -9,6 +9,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from clickwise.dataset import RowEmitter
 from clickwise.engine import compact_settled
@@ -36,6 +38,7 @@ START_MS = 1_767_571_200_000  # 2026-01-05T00:00:00Z
 NOW = FixedClock(START_MS + 86_400_000)
 STREAMS = ("impressions", "clicks", "predictions")
 BATCH = 100
+POLLS = 12
 
 
 @pytest.fixture(scope="module")
@@ -283,3 +286,49 @@ def test_a_tier_is_files_of_like_size_up_to_a_file_that_is_not_small() -> None:
     assert _tier(list(sizes), sizes) == ["a", "b", "c", "d"]  # e is more than twice a-d together
     large = {name: 40 * mb for name in "abcdef"}
     assert _tier(list(large), large) == ["a", "b"]  # 80 MB merged: no longer small
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    steps=st.lists(
+        st.sampled_from(["poll", "poll", "apply", "checkpoint", "merge", "merge", "restart"]),
+        min_size=8,
+        max_size=30,
+    )
+)
+def test_any_order_of_polls_merges_and_restarts_counts_every_event_once(
+    tmp_path_factory: pytest.TempPathFactory, records: dict[str, pa.Table], steps: list[str]
+) -> None:
+    """Polls stored, applied, checkpointed, merged (and folded, an hour and more later each time)
+    and restarts from whatever was saved, in any order: the tables and the lake end equal to one
+    pass over the same records."""
+    pipeline = _pipeline()
+    root = open_root(str(tmp_path_factory.mktemp("steps")))
+    cuts = {s: [i * t.num_rows // 8 for i in range(9)] for s, t in records.items()}
+    polls = [
+        {s: t.slice(cuts[s][i], cuts[s][i + 1] - cuts[s][i]) for s, t in records.items()} for i in range(8)
+    ]
+    clock = FixedClock(NOW.now_ms())
+    tables, emitter = Tables.open(pipeline, root, clock=NOW), RowEmitter(pipeline, root)
+    for step in [*steps, *["poll"] * POLLS, "apply"]:
+        if step == "poll" and polls:
+            _broker_batches(root, polls.pop(0), clock)
+        elif step == "apply":
+            tables.catch_up(persist=False)
+            emitter.emit(tables)
+        elif step == "checkpoint":
+            tables.checkpoint()
+        elif step == "merge":
+            clock = FixedClock(clock.now_ms() + KEEP_REPLACED_MS + FOLD_AFTER_MS)
+            compact_settled(pipeline, root, emitter, clock)
+        elif step == "restart":  # what was not checkpointed is applied again from the lake
+            tables, emitter = Tables.open(pipeline, root, clock=NOW), RowEmitter(pipeline, root)
+    reference_root = open_root(str(tmp_path_factory.mktemp("reference")))
+    _ingest(reference_root, records)
+    reference = Tables.open(pipeline, reference_root, clock=NOW)
+    reference.catch_up()
+    _assert_same(tables, reference)
+    lake = Lake(root, pipeline)
+    assert {s: lake.count(s) for s in STREAMS} == {
+        s: Lake(reference_root, pipeline).count(s) for s in STREAMS
+    }
