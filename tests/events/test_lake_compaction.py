@@ -257,26 +257,32 @@ def test_folding_keeps_the_lake_files_and_the_positions(tmp_path: Path, records:
     assert lake.replacements("impressions")[0].number == number + 1  # numbers go on after a fold
 
 
-def test_merges_a_saved_list_still_names_are_not_folded(tmp_path: Path, records: dict[str, pa.Table]) -> None:
+def test_merges_fold_once_no_saved_list_names_their_files_which_go_an_hour_later(
+    tmp_path: Path, records: dict[str, pa.Table]
+) -> None:
     root = open_root(str(tmp_path))
     _broker_batches(root, records, NOW)
     lake = Lake(root, _pipeline())
     compact_stream(lake, "impressions", set(lake.completed_files("impressions")), clock=NOW)
-    first = lake.replacements("impressions")[0]
-    fold_manifest(lake, "impressions", set(), now_ms=NOW.now_ms() + FOLD_AFTER_MS)  # the batches only
-    assert lake.replacements("impressions")[0] == first  # (its files are kept an hour)
-    later = NOW.now_ms() + KEEP_REPLACED_MS + FOLD_AFTER_MS
-    merges = len(lake.replacements("impressions"))
-    batches = len(_entries(root, "impressions")) - merges
-    named = {sorted(first.replaced)[0]}  # e.g. the tables' checkpoint, not yet saved translated
-    assert fold_manifest(lake, "impressions", named, now_ms=later) == batches  # the batches only
-    assert lake.replacements("impressions")[0] == first
-    assert fold_manifest(lake, "impressions", set(), now_ms=later) == merges > 0
-    assert lake.replacements("impressions") == []
-    stale = f"lake/_manifest/impressions/compact-{first.number:012d}.json"
+    merges = lake.replacements("impressions")
+    replaced = {path for merge in merges for path in merge.replaced}
+    files = sorted(lake.completed_files("impressions"))
+    soon = NOW.now_ms() + FOLD_AFTER_MS
+    named = {sorted(merges[0].replaced)[0]}  # e.g. the tables' checkpoint, not yet saved translated
+    batches = len(_entries(root, "impressions")) - len(merges)
+    assert fold_manifest(lake, "impressions", named, now_ms=soon) == batches  # the batches only
+    assert lake.replacements("impressions") == merges
+    assert fold_manifest(lake, "impressions", set(), now_ms=soon) == len(merges) > 0
+    assert lake.replacements("impressions") == [] and _entries(root, "impressions") == []
+    assert sorted(lake.completed_files("impressions")) == files
+    assert all(root.exists(path) for path in replaced)  # (kept for readers that listed them)
+    fold_manifest(lake, "impressions", set(), now_ms=NOW.now_ms() + KEEP_REPLACED_MS)
+    assert not any(root.exists(path) for path in replaced)
+    assert sorted(lake.completed_files("impressions")) == files
+    stale = f"lake/_manifest/impressions/compact-{merges[0].number:012d}.json"
     root.write_bytes(stale, b'{"compaction": 1, "files": ["x"], "replaces": ["y"]}')  # left by a crash
     assert "x" not in lake.completed_files("impressions")  # covered by the summary: skipped
-    fold_manifest(lake, "impressions", set(), now_ms=later)
+    fold_manifest(lake, "impressions", set(), now_ms=soon)
     assert not root.exists(stale)
 
 

@@ -8,9 +8,10 @@ hour partition of a stream that every consumer has durably applied:
 1. the merged file is written (``part-compact-<n>.parquet``; until step 2 no reader sees it);
 2. a manifest entry names it and the files it replaces: from then on, readers see the merged
    file instead of them (:meth:`~clickwise.events.lake.Lake.completed_files`);
-3. the replaced files are deleted ``KEEP_REPLACED_MS`` later (by a later compaction), so a
-   reader that listed the lake before the merge (a backfill running beside the consumer) still
-   finds them. Merged files whose entry was never written (a crash) are deleted at once.
+3. the replaced files are deleted ``KEEP_REPLACED_MS`` later (by a later compaction, or by the
+   fold that remembers them), so a reader that listed the lake before the merge (a backfill
+   running beside the consumer) still finds them. Merged files whose entry was never written (a
+   crash) are deleted at once.
 
 Consumers that name the lake files they applied (the tables' checkpoint, the row emitter) keep
 naming replaced files until they next save; :func:`translate` maps such a list onto the lake as
@@ -28,6 +29,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from clickwise.errors import ClickwiseError
+from clickwise.events.folding import read_folded
 from clickwise.events.lake import Lake, Replacement
 from clickwise.time import Clock, SystemClock
 
@@ -126,12 +128,17 @@ def _remove_leftovers(
 ) -> int:
     """Delete files replaced ``KEEP_REPLACED_MS`` ago or earlier, and merged files no entry names
     (their compaction was interrupted before its entry; written again by the next one)."""
-    replaced = {path for r in replacements if r.at_ms <= now_ms - KEEP_REPLACED_MS for path in r.replaced}
+    folded = read_folded(lake.root, stream)
+    replaced_at = dict(folded.replaced) if folded is not None else {}
+    replaced_at.update({path: r.at_ms for r in replacements for path in r.replaced})
     removed = 0
     for found in lake.files(stream, completed_only=False):
-        name = found.path.rsplit("/", 1)[-1]
-        orphan = name.startswith(f"part-{TAG}-") and found.path not in completed
-        if found.path in replaced or orphan:
+        if found.path in completed:
+            continue
+        at_ms = replaced_at.get(found.path)
+        expired = at_ms is not None and at_ms <= now_ms - KEEP_REPLACED_MS
+        orphan = at_ms is None and found.path.rsplit("/", 1)[-1].startswith(f"part-{TAG}-")
+        if expired or orphan:
             lake.root.delete(found.path)
             removed += 1
     return removed

@@ -9,10 +9,10 @@ replaces a prefix of them with ``lake/_folded/<stream>.json``:
   the summary keeps their files and, per source kind, the last sequence folded and the positions
   and event-time marks reached (a source resumes from them, see
   :func:`clickwise.events.positions.load_ledger`);
-- compactions (``compact-<n>``), in order, once every file they replaced is in the summary, no
+- compactions (``compact-<n>``), in order, once every file they replaced is in the summary and no
   consumer's saved list names one of those files any more (a list naming one could no longer be
-  translated, see :func:`clickwise.events.compaction.translate`), and those files have been
-  kept their time for earlier readers (they are deleted first).
+  translated, see :func:`clickwise.events.compaction.translate`). The summary remembers the
+  replaced files until they have been kept their time for earlier readers, then deletes them.
 
 File inputs and HTTP batches are never folded: their entries are what makes a second ingest of the
 same file or tag store nothing. The summary is written first (atomically), then the folded entries
@@ -45,6 +45,7 @@ class Folded:
     files: list[str] = field(default_factory=list)  # their lake files still counting
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> through, positions, marks
     compactions_through: int = 0
+    replaced: dict[str, int] = field(default_factory=dict)  # files of folded merges -> merged at (ms)
 
     def covers(self, name: str) -> bool:
         """Whether the manifest entry ``name`` (no ``.json``) is folded into this summary."""
@@ -66,7 +67,12 @@ def read_folded(root: Root, stream: str) -> Folded | None:
         raw = orjson.loads(root.read_bytes(folded_path(stream)))
     except FileNotFoundError:
         return None
-    return Folded(list(raw["files"]), dict(raw["batches"]), int(raw["compactions_through"]))
+    return Folded(
+        list(raw["files"]),
+        dict(raw["batches"]),
+        int(raw["compactions_through"]),
+        {str(path): int(at) for path, at in raw.get("replaced", {}).items()},
+    )
 
 
 def fold_manifest(lake: Lake, stream: str, named: set[str], *, now_ms: int) -> int:
@@ -101,22 +107,26 @@ def fold_manifest(lake: Lake, stream: str, named: set[str], *, now_ms: int) -> i
             folded.append(path)
             through += 1
         summary.batches[kind] = {"through": through, "positions": positions, "marks": marks}
+    pending = dict(summary.replaced)
     while (path := entries.get(f"compact-{summary.compactions_through + 1:012d}")) is not None:
         entry = orjson.loads(root.read_bytes(path))
         replaced = {str(p) for p in entry["replaces"]}
-        young = int(entry.get("compacted_ms", now_ms)) > now_ms - KEEP_REPLACED_MS
-        if young or not replaced <= files or replaced & named:
+        if not replaced <= files or replaced & named:
             break
-        for gone in replaced:  # (before the entry that names them goes)
-            root.delete(gone)
         files = (files - replaced) | {str(p) for p in entry["files"]}
+        pending.update(dict.fromkeys(replaced, int(entry.get("compacted_ms", now_ms))))
         folded.append(path)
         summary.compactions_through += 1
-    if folded:
+    expired = [p for p, at_ms in pending.items() if at_ms <= now_ms - KEEP_REPLACED_MS]
+    for gone in expired:  # (before the summary that forgets them)
+        root.delete(gone)
+        del pending[gone]
+    if folded or expired:
         data = {
             "files": sorted(files),
             "batches": summary.batches,
             "compactions_through": summary.compactions_through,
+            "replaced": dict(sorted(pending.items())),
             "folded_ms": now_ms,
         }
         root.write_bytes(folded_path(stream), orjson.dumps(data, option=orjson.OPT_SORT_KEYS))
