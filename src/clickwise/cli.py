@@ -733,7 +733,8 @@ def run(
 
 @app.command()
 def status(pipeline: PipelineOpt, root: RootOpt = None, as_json: JsonOpt = False) -> None:
-    """What the root holds: events per stream, dead letters, table watermark, late and pending counts."""
+    """What the root holds: events, lake files, manifest entries and dead letters per stream; the
+    tables' watermark, late and pending counts; each source's positions, rate and lag."""
 
     def body() -> None:
         from clickwise.engine import describe_status
@@ -743,9 +744,10 @@ def status(pipeline: PipelineOpt, root: RootOpt = None, as_json: JsonOpt = False
         if as_json:
             _print_json(report)
             return
-        grid = Table("stream", "events in lake", "dead letters")
+        grid = Table("stream", "events in lake", "lake files", "manifest entries", "dead letters")
         for name, counts in report["streams"].items():
-            grid.add_row(name, f"{counts['events']:,}", f"{counts['dead_letters']:,}")
+            shown = (counts[key] for key in ("events", "files", "manifest_entries", "dead_letters"))
+            grid.add_row(name, *(f"{value:,}" for value in shown))
         out.print(grid)
         for line in report["summary"]:
             out.print(line, highlight=False, soft_wrap=True)

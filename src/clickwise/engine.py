@@ -205,11 +205,17 @@ def _ingest_new(
 
 
 def describe_status(pipeline: Pipeline, root: Root) -> dict[str, Any]:
-    """Events and dead letters per stream, and the tables' watermark, counters and runs."""
+    """Events, lake files, manifest entries and dead letters per stream, and the tables'
+    watermark, counters and runs."""
     lake = Lake(root, pipeline)
     dead = DeadLetters(root)
     streams = {
-        name: {"events": lake.count(name), "dead_letters": dead.read(name).num_rows}
+        name: {
+            "events": lake.count(name),
+            "files": len(lake.completed_files(name)),  # (merging keeps these two small)
+            "manifest_entries": len(root.list_files(f"lake/_manifest/{name}", suffix=".json")),
+            "dead_letters": dead.read(name).num_rows,
+        }
         for name in pipeline.streams
     }
     tables = Tables.open(pipeline, root)

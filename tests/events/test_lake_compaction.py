@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clickwise.dataset import RowEmitter
-from clickwise.engine import compact_settled
+from clickwise.engine import compact_settled, describe_status
 from clickwise.events import Ingestor, Lake
 from clickwise.events.compaction import (
     KEEP_REPLACED_MS,
@@ -275,6 +275,12 @@ def test_merges_fold_once_no_saved_list_names_their_files_which_go_an_hour_later
     assert fold_manifest(lake, "impressions", set(), now_ms=soon) == len(merges) > 0
     assert lake.replacements("impressions") == [] and _entries(root, "impressions") == []
     assert sorted(lake.completed_files("impressions")) == files
+    shown = describe_status(_pipeline(), root)["streams"]["impressions"]  # (clickwise status)
+    assert (shown["files"], shown["manifest_entries"], shown["events"]) == (
+        len(files),
+        0,
+        lake.count("impressions"),
+    )
     assert all(root.exists(path) for path in replaced)  # (kept for readers that listed them)
     fold_manifest(lake, "impressions", set(), now_ms=NOW.now_ms() + KEEP_REPLACED_MS)
     assert not any(root.exists(path) for path in replaced)
