@@ -123,7 +123,9 @@ def throughput(folder: Path, bootstrap: str, sent: int, want: dict[str, int], pe
         stored += sum(report["consumed"].values())
         applied += sum(report["tables"]["events"].values()) if report["tables"]["events"] else 0
         elapsed = time.perf_counter() - started
-        print(f"  {elapsed:6.1f} s: {stored:,} events stored", flush=True)
+        merged = report["lake_compaction"] or {}
+        note = f"; merged {merged['merged']} small lake files" if merged.get("merged") else ""
+        print(f"  {elapsed:6.1f} s: {stored:,} events stored{note}", flush=True)
         if stored >= sum(want.values()):
             break
         if elapsed > 900:
