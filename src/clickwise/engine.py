@@ -21,7 +21,7 @@ from dataclasses import asdict
 from types import FrameType
 from typing import Any
 
-from clickwise.dataset.stream import RowEmitter
+from clickwise.dataset.stream import RowEmitter, handled_files
 from clickwise.events import DeadLetters, Ingestor, Lake
 from clickwise.events.compaction import compact_stream, translate
 from clickwise.events.folding import fold_manifest
@@ -109,7 +109,7 @@ def run_loop(
             emitted = asdict(emitter.emit(tables, event_floor_ms=floor)) if emitter is not None else None
             merged = None
             if time.monotonic() - compacted >= COMPACT_LAKE_S:
-                merged, compacted = compact_settled(pipeline, root, emitter, clock), time.monotonic()
+                merged, compacted = compact_settled(pipeline, root, clock), time.monotonic()
             yield {
                 "ingested": ingested,
                 "consumed": consumed,
@@ -124,15 +124,15 @@ def run_loop(
                 return
 
 
-def compact_settled(
-    pipeline: Pipeline, root: Root, emitter: RowEmitter | None, clock: Clock
-) -> dict[str, int]:
+def compact_settled(pipeline: Pipeline, root: Root, clock: Clock) -> dict[str, int]:
     """Merge small lake files that the tables' last checkpoint and the row emitter's saved state
     both name (see :mod:`clickwise.events.compaction`), then fold old manifest entries (see
-    :mod:`clickwise.events.folding`); returns files merged and written, entries folded."""
+    :mod:`clickwise.events.folding`); returns files merged and written, entries folded. Both
+    lists are read as saved, whoever runs this: a root whose rows were emitted by an earlier
+    ``clickwise run`` keeps its emitter's list translatable under ``--no-rows`` or the service."""
     lake = Lake(root, pipeline)
     durable = load_checkpoint(root, pipeline, rebuild=False).applied
-    handled = emitter.handled_files() if emitter is not None else None
+    handled = handled_files(root)
     named = set(durable) | (handled or set())  # (what saved lists name, replaced files included)
     label_streams = {pipeline.label.exposure, pipeline.label.outcome} if pipeline.label else set()
     total = {"merged": 0, "written": 0, "removed": 0, "folded": 0}

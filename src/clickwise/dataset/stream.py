@@ -81,9 +81,7 @@ class RowEmitter:
         self._remove_unnamed()
 
     def _load(self) -> EmitterState:
-        if not self.root.exists(STATE):
-            return EmitterState()
-        return EmitterState(**orjson.loads(self.root.read_bytes(STATE)))
+        return _saved_state(self.root) or EmitterState()
 
     def _remove_unnamed(self) -> None:
         """Row files of a pass that never finished (its number is past the saved state's)."""
@@ -110,9 +108,8 @@ class RowEmitter:
         new_mark = watermark - self.label.horizon + 1  # t + horizon <= watermark
         if old_mark is not None:
             new_mark = max(new_mark, old_mark)
-        applied = tables.applied_files()
         lake = Lake(self.root, self.pipeline)
-        self._follow_compactions(lake)
+        applied = self._follow_compactions(lake, tables.applied_files())
         handled = set(state.exposures)
         exposure_files = [f for f in lake.files(self.label.exposure) if f.path in applied]
         fresh = [f.path for f in exposure_files if f.path not in handled]
@@ -156,18 +153,18 @@ class RowEmitter:
         report.mark_ms = new_mark
         return report
 
-    def _follow_compactions(self, lake: Lake) -> None:
+    def _follow_compactions(self, lake: Lake, applied: set[str]) -> set[str]:
         """Name merged lake files instead of the files they replaced (see
-        :mod:`clickwise.events.compaction`; the state on disk follows when this pass saves it)."""
+        :mod:`clickwise.events.compaction`; the state on disk follows when this pass saves it),
+        in the state and in ``applied``, the tables' list (which a merge since their last update
+        has not renamed yet); returns ``applied`` so renamed."""
         state = self.state
-        if merged := lake.replacements(self.label.exposure):
-            state.exposures = translate(state.exposures, merged)
-        if merged := lake.replacements(self.label.outcome):
-            state.outcomes = translate(state.outcomes, merged)
-
-    def handled_files(self) -> set[str]:
-        """The lake files of the label's streams that the saved state names."""
-        return set(self.state.exposures) | set(self.state.outcomes)
+        merged = lake.replacements(self.label.exposure)
+        state.exposures = translate(state.exposures, merged) if merged else state.exposures
+        if self.label.outcome != self.label.exposure:
+            merged = [*merged, *lake.replacements(self.label.outcome)]
+        state.outcomes = translate(state.outcomes, merged) if merged else state.outcomes
+        return set(translate(list(applied), merged)) if merged else applied
 
     def _columns(self) -> list[str]:
         return exposure_columns(self.pipeline, self.features)
@@ -276,6 +273,19 @@ class RowEmitter:
             "mark_ms": self.state.mark_ms,
         }
         self.root.write_bytes(f"{ROWS}/{META_FILE}", orjson.dumps(description, option=orjson.OPT_INDENT_2))
+
+
+def _saved_state(root: Root) -> EmitterState | None:
+    if not root.exists(STATE):
+        return None
+    return EmitterState(**orjson.loads(root.read_bytes(STATE)))
+
+
+def handled_files(root: Root) -> set[str] | None:
+    """The lake files that the row emitter's saved state names (None when no emitter has run at
+    ``root``): merging only files it names keeps its list translatable."""
+    state = _saved_state(root)
+    return None if state is None else set(state.exposures) | set(state.outcomes)
 
 
 def read_rows(root: Root, prefix: str = ROWS) -> pl.DataFrame:

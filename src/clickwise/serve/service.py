@@ -255,7 +255,7 @@ class Service:
         self._ids_loading.join()  # (it reads every lake file: none may go meanwhile)
         while not self._stopping.wait(COMPACT_LAKE_S):
             try:
-                self.lake_compaction = compact_settled(self.pipeline, self.root, None, self.clock)
+                self.lake_compaction = compact_settled(self.pipeline, self.root, self.clock)
                 lake = Lake(self.root, self.pipeline)
                 merged = [r for stream in self.pipeline.streams for r in lake.replacements(stream)]
                 with self._apply_lock:
