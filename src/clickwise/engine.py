@@ -38,9 +38,9 @@ from clickwise.tables.state import load_checkpoint
 from clickwise.time import Clock, SystemClock, format_ms
 
 FIRST_FETCH_S = 2.0
+"""With ``once``, how long an empty broker source is polled before it counts as drained."""
 COMPACT_LAKE_S = 30.0
 """How often the loop merges small lake files (the first pass does too)."""
-"""With ``once``, how long an empty broker source is polled before it counts as drained."""
 
 
 class _Stop:

@@ -165,6 +165,13 @@ def test_a_crashed_ingest_is_redone_without_copies(tmp_path: Path, ingestor: Ing
     assert ingestor.lake.count("views") == 300
 
 
+def test_a_batch_tag_that_begins_another_leaves_that_batch_alone(ingestor: Ingestor) -> None:
+    """Redoing batch ``b1`` removes what an interrupted write of ``b1`` left, never ``b10``'s files."""
+    ingestor.ingest_table(pa.Table.from_pylist(_views(40)), "views", tag="b10")
+    ingestor.ingest_table(pa.Table.from_pylist(_views(40, start=40)), "views", tag="b1")
+    assert ingestor.lake.count("views") == 80
+
+
 def test_stream_from_names_and_errors(tmp_path: Path, ingestor: Ingestor) -> None:
     folder = tmp_path / "clicks"
     write_jsonl(folder / "part-0.jsonl", [{"view_id": "v1", "user_id": "u", "when": "2023-11-14T22:00:00Z"}])

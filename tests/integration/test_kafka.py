@@ -108,6 +108,9 @@ def test_json_lines_messages_give_the_same_tables_as_one_record_per_message(
         root = open_root(str(tmp_path / "root"))
         want = lake_counts(reference.root.url, reference.pipeline)
         consume_until_complete(pipeline, root, want, timeout_s=60)
+        sources = {s["stream"]: s for s in describe_status(pipeline, root)["sources"]}
+    messages = sum(sum(sources[s]["positions"].values()) for s in STREAMS)  # (offsets start at 0)
+    assert messages * 5 < sum(sent.values())  # several records to a message
     assert lake_counts(root.url, pipeline) == want
     assert sum(sent.values()) >= sum(want.values())
     assert_same_tables(root.url, pipeline, reference)

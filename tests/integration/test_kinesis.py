@@ -134,6 +134,7 @@ def test_generate_to_kinesis_sends_the_records_the_files_hold(
     assert result.exit_code == 0, result.output
     files = generate(tmp_path / "files", users=200, hours=1, seed=4, start_ms=START_MS_CLI, fmt="jsonl")
     client = boto3.client("kinesis", endpoint_url=s3_server.endpoint, region_name="us-east-1")
+    batched = 0  # records holding more than one line
     for stream in STREAMS:
         data = []
         for shard in client.list_shards(StreamName=prefix + stream)["Shards"]:
@@ -142,11 +143,13 @@ def test_generate_to_kinesis_sends_the_records_the_files_hold(
             )["ShardIterator"]
             records = client.get_records(ShardIterator=iterator)["Records"]
             assert all(r["Data"].count(b"\n") < per_message for r in records)
+            batched += sum(b"\n" in r["Data"] for r in records)
             data += [orjson.loads(line) for r in records for line in r["Data"].split(b"\n")]
         lines = [orjson.loads(line) for line in files.paths[stream][0].read_bytes().splitlines()]
         key = lambda r: orjson.dumps(r, option=orjson.OPT_SORT_KEYS)  # noqa: E731
         assert sorted(data, key=key) == sorted(lines, key=key)
         assert lines or stream == "clicks"  # (a small run may have no click)
+    assert (batched > 0) == (per_message > 1)
 
 
 def test_the_service_consumes_kinesis(

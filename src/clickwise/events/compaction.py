@@ -35,6 +35,8 @@ from clickwise.time import Clock, SystemClock
 
 SMALL_BYTES = 64 << 20
 """Files at least this large are left as they are."""
+FLOOR_BYTES = 1 << 20
+"""Smaller files count as this large when tiers are formed."""
 MIN_FILES = 4
 """Fewer files than this in a tier are not worth a rewrite yet."""
 KEEP_REPLACED_MS = 3_600_000
@@ -112,14 +114,17 @@ def compact_stream(
 
 def _tier(paths: list[str], sizes: dict[str, int]) -> list[str]:
     """The smallest file and the next ones, each at most twice the size of those before it, until
-    they make a file that is not small (so a merge reads at most about twice ``SMALL_BYTES``)."""
-    ordered = sorted(paths, key=lambda path: (sizes[path], path))
-    tier, total = [ordered[0]], sizes[ordered[0]]
+    they make a file that is not small (so a merge reads at most about twice ``SMALL_BYTES``).
+    Sizes count as at least ``FLOOR_BYTES``, so one tiny straggler does not keep an hour's other
+    small files from ever merging."""
+    size = {path: max(sizes[path], FLOOR_BYTES) for path in paths}
+    ordered = sorted(paths, key=lambda path: (size[path], path))
+    tier, total = [ordered[0]], size[ordered[0]]
     for path in ordered[1:]:
-        if sizes[path] > 2 * total or total >= SMALL_BYTES:
+        if size[path] > 2 * total or total >= SMALL_BYTES:
             break
         tier.append(path)
-        total += sizes[path]
+        total += size[path]
     return tier
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from clickwise.events.lake import written_with_tag
 from clickwise.storage import Root
 from clickwise.time import ms_to_datetime
 
@@ -86,7 +87,9 @@ class DeadLetters:
             pc.sort_indices(table, sort_keys=[("_arrival_ms", "ascending"), ("row", "ascending")])
         )
 
-    def remove_tag(self, stream: str, tag_prefix: str) -> None:
+    def remove_tag(self, stream: str, tag: str, *, chunks: bool = False) -> None:
+        """Delete the dead letters of an interrupted write tagged ``tag`` (see
+        :func:`clickwise.events.lake.written_with_tag`)."""
         for path in self.root.list_files(f"deadletters/{stream}", suffix=".parquet"):
-            if path.rsplit("/", 1)[-1].startswith(f"part-{tag_prefix}"):
+            if written_with_tag(path.rsplit("/", 1)[-1], tag, chunks=chunks):
                 self.root.delete(path)

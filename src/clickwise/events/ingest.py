@@ -96,8 +96,8 @@ class Ingestor:
             counts.skipped_inputs += 1
             return
         tag = digest[:20]
-        self.lake.remove_tag(stream, tag)
-        self.dead.remove_tag(stream, tag)
+        self.lake.remove_tag(stream, tag, chunks=True)
+        self.dead.remove_tag(stream, tag, chunks=True)
         before = (counts.accepted, counts.rejected, counts.duplicates)
         files: list[str] = []
         for number, chunk in enumerate(read_chunks(source, self.pipeline.streams[stream])):

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from clickwise.errors import StorageError
 from clickwise.events.folding import Folded, read_folded
 from clickwise.events.validate import ARRIVAL_MS, EVENT_MS
 from clickwise.spec import Pipeline
@@ -37,12 +38,26 @@ from clickwise.time import MS_PER_HOUR, ms_to_datetime
 
 _PARTITION = re.compile(r"date=(\d{4})-(\d{2})-(\d{2})/hour=(\d{2})/")
 _WRITERS = 2
+_SNAPSHOT_TRIES = 10
+_PARALLEL_TAKE_ROWS = 50_000
 
 
 def partition_dir(stream: str, hour_ms: int) -> str:
     """``lake/<stream>/date=YYYY-MM-DD/hour=HH`` for the hour starting at ``hour_ms``."""
     moment = ms_to_datetime(hour_ms)
     return f"lake/{stream}/date={moment:%Y-%m-%d}/hour={moment:%H}"
+
+
+def written_with_tag(name: str, tag: str, *, chunks: bool = False) -> bool:
+    """Whether a file name is ``part-<tag>.parquet`` (``chunks``: ``part-<tag>-NNNNN.parquet``, a
+    file input's chunk). Exact, so tag ``b1`` never takes the files of tag ``b10``.
+
+    >>> written_with_tag("part-b1.parquet", "b1"), written_with_tag("part-b10.parquet", "b1")
+    (True, False)
+    """
+    if chunks:
+        return re.fullmatch(rf"part-{re.escape(tag)}-\d{{5}}\.parquet", name) is not None
+    return name == f"part-{tag}.parquet"
 
 
 def partition_hour_ms(path: str) -> int | None:
@@ -56,8 +71,10 @@ def partition_hour_ms(path: str) -> int | None:
 
 
 def _take(table: pa.Table, rows: pa.Array) -> pa.Table:
-    """``table.take(rows)``, its columns gathered on the writer threads (``Table.take`` gathers one
-    column after another)."""
+    """``table.take(rows)``, its columns gathered on the writer threads when the batch is large
+    (``Table.take`` gathers one column after another)."""
+    if len(rows) < _PARALLEL_TAKE_ROWS:  # (a small HTTP batch: threads would cost more)
+        return table.take(rows)
     with ThreadPoolExecutor(_WRITERS) as pool:
         columns = list(pool.map(lambda column: column.take(rows), table.columns))
     return pa.Table.from_arrays(columns, schema=table.schema)
@@ -125,12 +142,13 @@ class Lake:
         keys.append((ARRIVAL_MS, "ascending"))
         return keys
 
-    def remove_tag(self, stream: str, tag_prefix: str) -> int:
-        """Delete files of an interrupted write (names ``part-<tag_prefix>*``); returns how many."""
+    def remove_tag(self, stream: str, tag: str, *, chunks: bool = False) -> int:
+        """Delete the files of an interrupted write tagged ``tag`` (``chunks``: a file input's,
+        written per chunk); returns how many."""
         doomed = [
             f.path
             for f in self.files(stream, completed_only=False)
-            if f.path.rsplit("/", 1)[-1].startswith(f"part-{tag_prefix}")
+            if written_with_tag(f.path.rsplit("/", 1)[-1], tag, chunks=chunks)
         ]
         for path in doomed:
             self.root.delete(path)
@@ -160,13 +178,26 @@ class Lake:
     def inputs(self, stream: str) -> list[dict[str, object]]:
         """The manifest entries of a stream's inputs, less those folded into its summary (see
         :mod:`clickwise.events.folding`)."""
-        return self._entries(stream, read_folded(self.root, stream))
+        return self._snapshot(stream)[1]
 
-    def _entries(self, stream: str, folded: Folded | None) -> list[dict[str, object]]:
-        paths = self.root.list_files(f"lake/_manifest/{stream}", suffix=".json")
-        if folded is not None:
-            paths = [p for p in paths if not folded.covers(p.rsplit("/", 1)[-1].removesuffix(".json"))]
-        return [orjson.loads(self.root.read_bytes(p)) for p in paths]
+    def _snapshot(self, stream: str) -> tuple[Folded | None, list[dict[str, object]]]:
+        """The stream's summary and the entries it does not cover, read consistently while a fold
+        may run beside (it writes the summary, then deletes the entries it covers): the entries
+        are listed before the summary is read, and an entry gone before it could be read means a
+        fold finished meanwhile, so everything is read again."""
+        for _ in range(_SNAPSHOT_TRIES):
+            paths = self.root.list_files(f"lake/_manifest/{stream}", suffix=".json")
+            folded = read_folded(self.root, stream)
+            if folded is not None:
+                paths = [p for p in paths if not folded.covers(p.rsplit("/", 1)[-1].removesuffix(".json"))]
+            try:
+                return folded, [orjson.loads(self.root.read_bytes(p)) for p in paths]
+            except FileNotFoundError:
+                continue
+        raise StorageError(
+            f"the manifest of stream {stream!r} at {self.root.url} changed {_SNAPSHOT_TRIES} times "
+            "while it was read; is another process folding it in a loop?"
+        )
 
     def completed_files(self, stream: str) -> list[str]:
         """Lake files of every input whose ingest finished (its manifest entry lists them), less
@@ -180,10 +211,10 @@ class Lake:
     def catalog(self, stream: str) -> tuple[list[str], list[Replacement]]:
         """:meth:`completed_files` and :meth:`replacements` (those not folded) from one reading of
         the manifest."""
-        folded = read_folded(self.root, stream)
+        folded, entries = self._snapshot(stream)
         files: list[str] = list(folded.files) if folded is not None else []
         replacements = []
-        for entry in self._entries(stream, folded):
+        for entry in entries:
             listed = entry.get("files", [])
             if isinstance(listed, list):
                 files.extend(str(path) for path in listed)

@@ -93,6 +93,17 @@ def _cache_path(kind: str, stream: str) -> str:
 
 def load_ledger(lake: Lake, stream: str, kind: str) -> Ledger:
     """The positions of the newest stored batch of ``stream`` from sources of ``kind``."""
+    while True:
+        ledger, through = _read_ledger(lake, stream, kind)
+        folded = read_folded(lake.root, stream)  # (a fold beside may have taken entries meanwhile)
+        state = folded.batches.get(kind) if folded is not None else None
+        if state is None or int(state["through"]) == through:
+            return ledger
+
+
+def _read_ledger(lake: Lake, stream: str, kind: str) -> tuple[Ledger, int]:
+    """The ledger from the cache, the summary and the entries after them; and the last sequence
+    the summary had folded."""
     root = lake.root
     ledger = Ledger(kind)
     if root.exists(_cache_path(kind, stream)):
@@ -101,13 +112,14 @@ def load_ledger(lake: Lake, stream: str, kind: str) -> Ledger:
         ledger.marks = {str(k): int(v) for k, v in raw.get("marks", {}).items()}
     folded = read_folded(root, stream)
     state = folded.batches.get(kind) if folded is not None else None
-    if state is not None and int(state["through"]) > ledger.sequence:  # (the cache lags the summary)
-        ledger.sequence, ledger.positions = int(state["through"]), dict(state["positions"])
+    through = int(state["through"]) if state is not None else 0
+    if state is not None and through > ledger.sequence:  # (the cache lags the summary)
+        ledger.sequence, ledger.positions = through, dict(state["positions"])
         ledger.marks = {str(k): int(v) for k, v in state["marks"].items()}
     while True:
         entry = lake.input_entry(stream, batch_digest(ledger.tag(ledger.sequence + 1)))
         if entry is None:
-            return ledger
+            return ledger, through
         ledger.sequence += 1
         ledger.positions.update(entry[ledger.entry_key])
         for key, mark in entry.get(ledger.marks_key, {}).items():
