@@ -13,6 +13,7 @@ loop after the current pass, so state is always left at a checkpoint.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -22,6 +23,7 @@ from types import FrameType
 from typing import Any
 
 from clickwise.dataset.stream import RowEmitter, handled_files
+from clickwise.errors import StorageError
 from clickwise.events import DeadLetters, Ingestor, Lake
 from clickwise.events.compaction import compact_stream, translate
 from clickwise.events.folding import fold_manifest
@@ -109,7 +111,7 @@ def run_loop(
             emitted = asdict(emitter.emit(tables, event_floor_ms=floor)) if emitter is not None else None
             merged = None
             if time.monotonic() - compacted >= COMPACT_LAKE_S:
-                merged, compacted = compact_settled(pipeline, root, clock), time.monotonic()
+                merged, compacted = _compact_or_warn(pipeline, root, clock), time.monotonic()
             yield {
                 "ingested": ingested,
                 "consumed": consumed,
@@ -146,6 +148,17 @@ def compact_settled(pipeline: Pipeline, root: Root, clock: Clock) -> dict[str, i
         total["removed"] += report.removed
         total["folded"] += fold_manifest(lake, stream, named, now_ms=clock.now_ms())
     return total
+
+
+def _compact_or_warn(pipeline: Pipeline, root: Root, clock: Clock) -> dict[str, int] | None:
+    """:func:`compact_settled`, or a warning when storage fails (merging is tried again next
+    time; consuming goes on, as in the service). Two writers on one root still stop the loop."""
+    try:
+        return compact_settled(pipeline, root, clock)
+    except StorageError as exc:
+        print(f"clickwise: merging small lake files failed (tried again in {COMPACT_LAKE_S:.0f} s): "
+              f"{exc}", file=sys.stderr, flush=True)  # fmt: skip
+        return None
 
 
 def _event_floor(sources: Sequence[BrokerSource]) -> int | None:

@@ -372,3 +372,22 @@ def test_merges_without_the_emitter_running_keep_its_saved_list_translatable(
         emitted[name] = rows.sort_by([("event_id", "ascending"), ("correction", "ascending")])
     assert emitted["merged"].num_rows == emitted["plain"].num_rows > 1000
     assert emitted["merged"].equals(emitted["plain"])
+
+
+def test_a_storage_error_while_merging_is_reported_and_the_loop_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import clickwise.engine as engine_module
+    from clickwise.engine import run_loop
+    from clickwise.errors import StorageError
+
+    def failing(*args: object) -> dict[str, int]:
+        raise StorageError("the object store timed out")
+
+    monkeypatch.setattr(engine_module, "compact_settled", failing)
+    generate(tmp_path / "in", users=50, hours=1, seed=3, start_ms=START_MS, fmt="jsonl")
+    root = open_root(str(tmp_path / "root"))
+    folders = [str(tmp_path / "in" / stream) for stream in STREAMS]  # (not truth/)
+    passes = list(run_loop(_pipeline(), root, watch=folders, once=True, rows=False))
+    assert passes[0]["lake_compaction"] is None and sum(passes[0]["tables"]["events"].values()) > 0
+    assert "merging small lake files failed" in capsys.readouterr().err
