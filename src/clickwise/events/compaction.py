@@ -29,7 +29,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from clickwise.errors import ClickwiseError
-from clickwise.events.folding import read_folded
+from clickwise.events.folding import COMPACTION_PREFIX, compaction_name, read_folded
 from clickwise.events.lake import Lake, Replacement
 from clickwise.time import Clock, SystemClock
 
@@ -41,7 +41,6 @@ MIN_FILES = 4
 """Fewer files than this in a tier are not worth a rewrite yet."""
 KEEP_REPLACED_MS = 3_600_000
 """How long replaced files stay for readers that listed the lake before their merge."""
-TAG = "compact"
 
 
 class CompactionError(ClickwiseError):
@@ -102,8 +101,7 @@ def compact_stream(
             continue
         number += 1
         events = lake.root.read_parquet(tier)
-        tag = f"{TAG}-{number:012d}"
-        written = lake.write(stream, events, tag)
+        written = lake.write(stream, events, compaction_name(number))
         lake.record_compaction(stream, number, written, tier, events=events.num_rows, at_ms=now_ms)
         report.merged += len(tier)
         report.written += len(written)
@@ -142,7 +140,7 @@ def _remove_leftovers(
             continue
         at_ms = replaced_at.get(found.path)
         expired = at_ms is not None and at_ms <= now_ms - KEEP_REPLACED_MS
-        orphan = at_ms is None and found.path.rsplit("/", 1)[-1].startswith(f"part-{TAG}-")
+        orphan = at_ms is None and found.path.rsplit("/", 1)[-1].startswith(f"part-{COMPACTION_PREFIX}")
         if expired or orphan:
             lake.root.delete(found.path)
             removed += 1

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 FOLD_AFTER_MS = 120_000
 """Broker batches younger than this stay entries (``clickwise status`` reads the last minute's)."""
 _BATCH = re.compile(r"^batch-(kafka|kinesis)-(\d{12})$")  # (the tags of Ledger.tag)
-_COMPACTION = re.compile(r"^compact-(\d{12})$")
+COMPACTION_PREFIX = "compact-"
+_COMPACTION = re.compile(rf"^{COMPACTION_PREFIX}(\d{{12}})$")
 
 
 @dataclass
@@ -55,6 +56,11 @@ class Folded:
         if match := _COMPACTION.match(name):
             return int(match.group(1)) <= self.compactions_through
         return False
+
+
+def compaction_name(number: int) -> str:
+    """The tag (and manifest entry name) of merge ``number``: ``compact-<12 digits>``."""
+    return f"{COMPACTION_PREFIX}{number:012d}"
 
 
 def folded_path(stream: str) -> str:
@@ -92,23 +98,22 @@ def fold_manifest(lake: Lake, stream: str, named: set[str], *, now_ms: int) -> i
     folded: list[str] = []
     kinds = {match.group(1) for name in entries if (match := _BATCH.match(name))}
     for kind in sorted(kinds):
-        ledger = Ledger(kind)
         state = summary.batches.get(kind, {"through": 0, "positions": {}, "marks": {}})
-        positions, marks = dict(state["positions"]), dict(state["marks"])
-        through = int(state["through"])
-        while (path := entries.get(f"batch-{ledger.tag(through + 1)}")) is not None:
+        ledger = Ledger(kind, int(state["through"]), dict(state["positions"]), dict(state["marks"]))
+        while (path := entries.get(f"batch-{ledger.tag(ledger.sequence + 1)}")) is not None:
             entry = orjson.loads(root.read_bytes(path))
             if int(entry.get("ingested_ms", now_ms)) > now_ms - FOLD_AFTER_MS:
                 break
-            positions.update(entry.get(ledger.entry_key, {}))
-            for key, mark in entry.get(ledger.marks_key, {}).items():
-                marks[key] = max(int(mark), int(marks.get(key, mark)))
+            ledger.follow(entry)
             files.update(str(p) for p in entry.get("files", []))
             folded.append(path)
-            through += 1
-        summary.batches[kind] = {"through": through, "positions": positions, "marks": marks}
+        summary.batches[kind] = {
+            "through": ledger.sequence,
+            "positions": ledger.positions,
+            "marks": ledger.marks,
+        }
     pending = dict(summary.replaced)
-    while (path := entries.get(f"compact-{summary.compactions_through + 1:012d}")) is not None:
+    while (path := entries.get(compaction_name(summary.compactions_through + 1))) is not None:
         entry = orjson.loads(root.read_bytes(path))
         replaced = {str(p) for p in entry["replaces"]}
         if not replaced <= files or replaced & named:

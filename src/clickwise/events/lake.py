@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from clickwise.errors import StorageError
-from clickwise.events.folding import Folded, read_folded
+from clickwise.events.folding import Folded, compaction_name, read_folded
 from clickwise.events.validate import ARRIVAL_MS, EVENT_MS
 from clickwise.spec import Pipeline
 from clickwise.storage import Root, repetitive_columns
@@ -240,7 +240,7 @@ class Lake:
     ) -> None:
         """Make a merged file count instead of the files it replaces (one atomic write)."""
         entry = {"compaction": number, "files": files, "replaces": sorted(replaces), "events": events}
-        self.record_input(stream, f"compact-{number:012d}", {**entry, "compacted_ms": at_ms})
+        self.record_input(stream, compaction_name(number), {**entry, "compacted_ms": at_ms})
 
     # --- reading ---------------------------------------------------------------------------
 

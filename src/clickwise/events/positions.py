@@ -80,11 +80,19 @@ class Ledger:
             new_tag=not maybe_leftovers,
             record={self.entry_key: positions, self.marks_key: marks or {}},
         )
+        self.advance(sequence, positions, marks or {})
+        return counts
+
+    def advance(self, sequence: int, positions: Mapping[str, Any], marks: Mapping[str, Any]) -> None:
+        """Move to batch ``sequence``, which reached ``positions`` and read events up to ``marks``."""
         self.sequence = sequence
         self.positions.update(positions)
-        for key, mark in (marks or {}).items():
-            self.marks[key] = max(mark, self.marks.get(key, mark))
-        return counts
+        for key, mark in marks.items():
+            self.marks[key] = max(int(mark), self.marks.get(key, int(mark)))
+
+    def follow(self, entry: Mapping[str, Any]) -> None:
+        """Move to the next batch, as its manifest entry records it."""
+        self.advance(self.sequence + 1, entry.get(self.entry_key, {}), entry.get(self.marks_key, {}))
 
 
 def _cache_path(kind: str, stream: str) -> str:
@@ -120,10 +128,7 @@ def _read_ledger(lake: Lake, stream: str, kind: str) -> tuple[Ledger, int]:
         entry = lake.input_entry(stream, batch_digest(ledger.tag(ledger.sequence + 1)))
         if entry is None:
             return ledger, through
-        ledger.sequence += 1
-        ledger.positions.update(entry[ledger.entry_key])
-        for key, mark in entry.get(ledger.marks_key, {}).items():
-            ledger.marks[key] = max(int(mark), ledger.marks.get(key, int(mark)))
+        ledger.follow(entry)
 
 
 def save_ledger(root: Root, stream: str, ledger: Ledger) -> None:
