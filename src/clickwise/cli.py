@@ -101,6 +101,33 @@ def _open(pipeline_path: Path, root: str | None) -> tuple[Any, Any]:
     return pipeline, open_root(root or storage.root, endpoint=storage.endpoint, region=storage.region)
 
 
+def _open_lake(
+    pipeline_path: Path, root: str | None, *, holds: tuple[str, ...] = ("lake",)
+) -> tuple[Any, Any]:
+    """:func:`_open` for commands that read what a root holds: a root without a lake (a typo, or
+    another root than the one the events went to) is an error naming it, and is not created."""
+    from clickwise.spec import load_pipeline
+    from clickwise.storage import open_root
+
+    pipeline = load_pipeline(pipeline_path)
+    storage = pipeline.storage
+    url = str(root or storage.root)
+    origin = "--root" if root else f"storage.root of {pipeline_path}"
+    local = "://" not in url or url.startswith("file://")
+    folder = Path(url.removeprefix("file://")).expanduser().absolute() if local else None
+    if folder is not None and not any((folder / name).is_dir() for name in holds):
+        shown = str(folder)
+    else:
+        opened = open_root(url, endpoint=storage.endpoint, region=storage.region)
+        if any(opened.exists(name) for name in holds):
+            return pipeline, opened
+        shown = opened.url
+    raise ClickwiseError(
+        f"root {shown!r} ({origin}) holds no events: check the path, or ingest first "
+        "(`clickwise ingest -p PIPELINE --root ROOT FILES`)"
+    )
+
+
 @app.command()
 def validate(pipeline: PipelineOpt, as_json: JsonOpt = False) -> None:
     """Check a pipeline file; print its streams, tables, features and fingerprint."""
@@ -313,6 +340,12 @@ def _parse_key(pipeline: Any, table: str, text: str | None) -> Any:
     return tuple(str(p) for p in parts)
 
 
+def _key_text(key: Any) -> str:
+    from clickwise.tables.runs import key_text
+
+    return key_text(key if isinstance(key, tuple) else (key,))
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "null"
@@ -324,7 +357,7 @@ def _open_tables(pipeline_path: Path, root: str | None, as_of: str | None) -> tu
     from clickwise.tables import Tables
     from clickwise.time import parse_instant_ms
 
-    p, r = _open(pipeline_path, root)
+    p, r = _open_lake(pipeline_path, root)
     tables = Tables.open(p, r)
     return p, tables, tables.now_ms() if as_of is None else parse_instant_ms(as_of)
 
@@ -352,7 +385,14 @@ def lookup(
         from clickwise.time import format_ms
 
         p, tables, moment = _open_tables(pipeline, root, as_of)
-        values = tables.get_one(table, _parse_key(p, table, key), moment)
+        parsed = _parse_key(p, table, key)
+        values = tables.get_one(table, parsed, moment)
+        if parsed is not None and _key_text(parsed) not in set(tables.keys(table)):
+            err.print(
+                f"note: key {key!r} has no events in table {table!r}: the values are those of no events",
+                highlight=False,
+                soft_wrap=True,
+            )
         if as_json:
             _print_json({"table": table, "key": key, "as_of_ms": moment, "values": values})
             return
@@ -414,7 +454,7 @@ def history(
 
         if not start or not end:
             raise ClickwiseError("history needs --from and --to (ISO-8601 with zone, or epoch ms)")
-        p, r = _open(pipeline, root)
+        p, r = _open_lake(pipeline, root)
         tables = Tables.open(p, r)
         series = tables.history(
             table,
@@ -499,7 +539,7 @@ def dataset(
     def body() -> None:
         from clickwise.dataset import backfill
 
-        p, r = _open(pipeline, root)
+        p, r = _open_lake(pipeline, root)
         low, high = _range(p, r, start, end)
         with _progress("backfilling (exposures)", enabled=not as_json) as update:
             report = backfill(
@@ -540,7 +580,7 @@ def verify(
         from clickwise.dataset import verify as run_verify
         from clickwise.time import format_duration_ms, parse_duration_ms
 
-        p, r = _open(pipeline, root)
+        p, r = _open_lake(pipeline, root)
         low, high = _range(p, r, start, end)
         with _progress("verifying", enabled=not as_json) as update:
             report = run_verify(
