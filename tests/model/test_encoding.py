@@ -41,10 +41,31 @@ def test_arrow_and_dict_rows_give_the_same_matrix() -> None:
     from_arrow = encoding.matrix(TABLE)
     from_dicts = encoding.matrix_from_rows(TABLE.to_pylist())
     np.testing.assert_array_equal(from_arrow, from_dicts)
-    assert np.isnan(from_arrow[4, 0])  # "c" is beyond the capped vocabulary: missing
+    assert from_arrow[4, 0] == 2.0  # "c" is beyond the capped vocabulary: the unknown code
+    assert np.isnan(from_arrow[3, 0])  # a null is missing
     assert from_arrow[6, 2] == 2.0**40
-    large = pa.table({"browser": pa.array(["a", "zzz"], pa.large_string())})
-    np.testing.assert_array_equal(encoding.matrix(large)[:, 0], [1.0, np.nan])
+    large = pa.table({"browser": pa.array(["a", "zzz", None], pa.large_string())})
+    np.testing.assert_array_equal(encoding.matrix(large)[:, 0], [1.0, 2.0, np.nan])
+
+
+def test_unseen_values_get_their_own_code_apart_from_missing() -> None:
+    encoding = Encoding.fit(TABLE, SPECS)
+    rows = [{"browser": "zzz", "bot": True}, {"browser": None}, {"browser": "b"}]
+    expected = [[3.0, 1.0], [np.nan, np.nan], [0.0, np.nan]]
+    np.testing.assert_array_equal(encoding.matrix_from_rows(rows)[:, :2], expected)
+    np.testing.assert_array_equal(
+        encoding.matrix(pa.table({"browser": ["zzz", None, "b"]}))[:, 0], [3, np.nan, 0]
+    )
+    assert Encoding.from_json(encoding.to_json()).unknown_code
+
+
+def test_a_model_stored_before_the_unknown_code_still_scores_unknown_values_as_missing() -> None:
+    stored = Encoding.fit(TABLE, SPECS).to_json()
+    del stored["unknown_code"]
+    legacy = Encoding.from_json(stored)
+    assert not legacy.unknown_code
+    assert np.isnan(legacy.matrix_from_rows([{"browser": "zzz"}])[0, 0])
+    assert np.isnan(legacy.matrix(pa.table({"browser": ["zzz"]}))[0, 0])
 
 
 def test_values_of_the_wrong_type_are_refused_with_the_feature_name() -> None:

@@ -112,12 +112,16 @@ def test_the_predictor_reproduces_the_validation_predictions(trained: tuple[Trai
     assert predictor.predict([]).shape == (0,)
 
 
-def test_missing_and_unseen_values_count_as_null(trained: tuple[TrainResult, Path]) -> None:
+def test_missing_and_unseen_values_are_scored(trained: tuple[TrainResult, Path]) -> None:
     result, _ = trained
     predictor = Predictor.load(result.model_dir)
     row = {"user_impressions_1h": 2, "user_affinity": 1.5, "browser": "Chrome", "cost": 0.002}
-    unseen = predictor.predict_one({**row, "browser": "NetscapeNavigator"})
-    assert unseen == predictor.predict_one({**row, "browser": None})
+    column = predictor.features.index("browser")
+    unseen_row, null_row = {**row, "browser": "NetscapeNavigator"}, {**row, "browser": None}
+    assert predictor.matrix([unseen_row])[0, column] == 4.0  # the unknown code: after the 4 browsers
+    assert np.isnan(predictor.matrix([null_row])[0, column])
+    # no training row had the unknown code, so LightGBM sends it where it sends a missing value
+    assert predictor.predict_one(unseen_row) == predictor.predict_one(null_row)
     assert predictor.predict_one({"nothing": 1}) == predictor.predict(pa.table({"x": [1]}))[0]
     rows = pa.table(
         {"user_affinity": [1.5, -1.0], "browser": pa.array(["Chrome", "Edge"]).dictionary_encode()}

@@ -2,9 +2,11 @@
 
 Numbers become float64 (null -> NaN, which the learners treat as missing). Strings and booleans
 become category codes: the position of the value in a **vocabulary** learned from the training rows
-(most frequent first, at most ``max_categories`` values). A null, a value the training rows never had,
-or a rare value beyond the vocabulary maps to NaN ("missing"), so an unseen browser at serving time is
-scored like a row without a browser instead of failing. The vocabulary is stored in ``model.json``.
+(most frequent first, at most ``max_categories`` values). A null maps to NaN ("missing"). A value
+beyond the vocabulary (a rare one in the training rows, or one they never had) gets its own
+**unknown** code, the vocabulary's length: the model learns what rare values do from the training rows
+and scores a browser it never saw like those, not like a row without a browser. The vocabulary is
+stored in ``model.json``. (Models stored before the unknown code score unknown values as missing.)
 
 >>> import pyarrow as pa
 >>> from clickwise.model.dataset import FeatureSpec
@@ -13,8 +15,8 @@ scored like a row without a browser instead of failing. The vocabulary is stored
 >>> encoding = Encoding.fit(table, specs)
 >>> encoding.vocabularies["os"]
 ['ios', 'android']
->>> encoding.matrix(pa.table({"os": ["android", "linux"]})).tolist()
-[[1.0, nan], [nan, nan]]
+>>> encoding.matrix(pa.table({"os": ["android", "linux", None]})).tolist()
+[[1.0, nan], [2.0, nan], [nan, nan]]
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class Encoding:
 
     features: tuple[FeatureSpec, ...]
     vocabularies: dict[str, Vocabulary]
+    unknown_code: bool = True
+    """Values beyond the vocabulary get code ``len(vocabulary)``; ``False`` (older models): missing."""
     _codes: dict[str, dict[Any, int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -81,7 +85,10 @@ class Encoding:
             column = _typed(table.column(spec.name), spec)
             if spec.categorical:
                 vocab = pa.array(self.vocabularies[spec.name], type=column.type)
-                column = pc.index_in(column, value_set=vocab)
+                codes = pc.index_in(column, value_set=vocab)
+                if self.unknown_code:
+                    codes = pc.if_else(pc.is_null(column), None, pc.fill_null(codes, len(vocab)))
+                column = codes
             out[:, j] = column.cast(pa.float64()).to_numpy()
         return out
 
@@ -93,19 +100,25 @@ class Encoding:
             for i, row in enumerate(rows):
                 value = row.get(spec.name)
                 if value is not None:
-                    out[i, j] = _code(codes, value, spec) if codes is not None else _number(value, spec)
+                    out[i, j] = (
+                        _code(codes, value, spec, self.unknown_code)
+                        if codes is not None
+                        else _number(value, spec)
+                    )
         return out
 
     def to_json(self) -> dict[str, Any]:
         return {
             "features": [spec.to_json() for spec in self.features],
             "vocabularies": self.vocabularies,
+            "unknown_code": self.unknown_code,
         }
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> Encoding:
         specs = tuple(FeatureSpec(item["name"], item["kind"], item["type"]) for item in value["features"])
-        return cls(specs, {name: list(vocab) for name, vocab in value["vocabularies"].items()})
+        vocabularies = {name: list(vocab) for name, vocab in value["vocabularies"].items()}
+        return cls(specs, vocabularies, bool(value.get("unknown_code", False)))
 
 
 def _typed(column: pa.ChunkedArray, spec: FeatureSpec) -> pa.ChunkedArray:
@@ -123,7 +136,7 @@ def _typed(column: pa.ChunkedArray, spec: FeatureSpec) -> pa.ChunkedArray:
         ) from exc
 
 
-def _code(codes: dict[Any, int], value: Any, spec: FeatureSpec) -> float:
+def _code(codes: dict[Any, int], value: Any, spec: FeatureSpec, unknown_code: bool) -> float:
     if spec.type == "bool":
         if not isinstance(value, bool | np.bool_):
             raise PredictionInputError(f"feature {spec.name!r} should be true or false, got {value!r}")
@@ -131,7 +144,9 @@ def _code(codes: dict[Any, int], value: Any, spec: FeatureSpec) -> float:
     elif not isinstance(value, str):
         raise PredictionInputError(f"feature {spec.name!r} should be a string, got {value!r}")
     code = codes.get(value)
-    return math.nan if code is None else float(code)
+    if code is None:
+        return float(len(codes)) if unknown_code else math.nan
+    return float(code)
 
 
 def _number(value: Any, spec: FeatureSpec) -> float:

@@ -177,7 +177,8 @@ def _rows(table: pa.Table, rows: range) -> pa.Table:
 
 def _subset(encoding: Encoding, names: list[str]) -> Encoding:
     specs = tuple(spec for spec in encoding.features if spec.name in names)
-    return Encoding(specs, {name: vocab for name, vocab in encoding.vocabularies.items() if name in names})
+    vocabularies = {name: vocab for name, vocab in encoding.vocabularies.items() if name in names}
+    return Encoding(specs, vocabularies, encoding.unknown_code)
 
 
 def _matrix(encoding: Encoding, table: pa.Table, rows: range) -> Matrix:
