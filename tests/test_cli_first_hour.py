@@ -5,6 +5,9 @@ Each failure is one line on stderr with a non-zero exit code, never a traceback 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -73,3 +76,37 @@ def test_lookup_says_when_a_key_was_never_seen(ingested: Path) -> None:
     known = pq.read_table(ingested.parent / "s.parquet").column("user_id")[0].as_py()
     seen = runner.invoke(app, ["lookup", "user", known, "-p", ADCLICK, "--root", str(ingested), "--json"])
     assert seen.exit_code == 0 and "no events" not in seen.stderr
+
+
+def _clickwise(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The command in its own process: librdkafka and botocore write to the real stderr."""
+    return subprocess.run(
+        [sys.executable, "-m", "clickwise.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+
+
+def test_an_unreachable_kafka_is_one_line_without_library_logs() -> None:
+    result = _clickwise("generate", "--to", "kafka://127.0.0.1:9", "--users", "10", "--hours", "0.1")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr[:2000]
+    assert "cannot reach Kafka at '127.0.0.1:9'" in lines[0]
+
+
+def test_kinesis_without_credentials_is_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CLICKWISE_KINESIS"))}
+    env.update(
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    result = _clickwise("generate", "--to", "kinesis://x", "--users", "10", "--hours", "0.1", env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr[:2000]
+    assert "cannot send to Kinesis" in lines[0] and "credentials" in lines[0]

@@ -81,7 +81,9 @@ def _progress(
         counter,
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=err, transient=True, disable=not enabled) as bar:
+    # (rich draws nothing on a stderr that is not a terminal but a stray empty line: leave it off)
+    shown = enabled and err.is_terminal
+    with Progress(*columns, console=err, transient=True, disable=not shown) as bar:
         task = bar.add_task(description, total=None)
 
         def update(done: int, total: int, phase: str | None = None) -> None:

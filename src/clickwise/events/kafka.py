@@ -16,6 +16,7 @@ Positions are next offsets by ``topic:partition`` (see :mod:`clickwise.events.po
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -420,35 +421,70 @@ def produce_records(
     return len(records)
 
 
+CLIENT_LOG = logging.getLogger("clickwise.kafka")
+"""Where the Kafka clients of :func:`send_generated` log (librdkafka's own lines; silent unless the
+application configures logging), instead of hundreds of lines on stderr while a broker is down."""
+CLIENT_LOG.addHandler(logging.NullHandler())
+REACH_TIMEOUT_S = 10.0
+
+
+def _quiet(settings: dict[str, Any]) -> dict[str, Any]:
+    """Client settings that send librdkafka's log lines to :data:`CLIENT_LOG`."""
+    return {**settings, "logger": CLIENT_LOG}
+
+
+def check_reachable(bootstrap: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """Ask the broker for its topics; a :class:`SourceError` naming it when none answers in time."""
+    try:
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient
+    except ImportError as exc:  # pragma: no cover
+        raise SourceError("Kafka needs confluent-kafka: pip install 'clickwise[kafka]'") from exc
+    admin = AdminClient(_quiet({"bootstrap.servers": bootstrap}))
+    try:
+        admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else exc
+        reason = error.str() if hasattr(error, "str") else str(exc)
+        raise SourceError(
+            f"cannot reach Kafka at {bootstrap!r} within {timeout_s:g} s ({reason}); is the broker running "
+            "and the address right?"
+        ) from None
+
+
 def make_producer(bootstrap: str, compression: str = "lz4") -> Any:
     """A producer tuned for throughput (batches of up to 1 MB, 20 ms linger, lz4 by default)."""
     try:
         from confluent_kafka import Producer
     except ImportError as exc:  # pragma: no cover
         raise SourceError("Kafka needs confluent-kafka: pip install 'clickwise[kafka]'") from exc
-    return Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 20,
-            "batch.size": 1 << 20,
-            "queue.buffering.max.messages": 1_000_000,
-            "compression.type": compression,
-        }
-    )
+    settings: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "linger.ms": 20,
+        "batch.size": 1 << 20,
+        "queue.buffering.max.messages": 1_000_000,
+        "compression.type": compression,
+        "logger": CLIENT_LOG,
+    }
+    return Producer(settings)
 
 
 def create_topics(bootstrap: str, topics: Sequence[str], partitions: int) -> None:
     """Create topics with ``partitions`` partitions (existing ones are left as they are)."""
+    from concurrent.futures import TimeoutError as FutureTimeout
+
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(_quiet({"bootstrap.servers": bootstrap}))
     futures = admin.create_topics(
         [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics]
     )
     for topic, future in futures.items():
         try:
             future.result(timeout=30)
+        except FutureTimeout:
+            raise SourceError(f"Kafka at {bootstrap!r} did not create topic {topic!r} within 30 s") from None
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise SourceError(f"cannot create Kafka topic {topic!r}: {exc}") from exc
@@ -511,7 +547,9 @@ def send_generated(
 ) -> SendSummary:
     """Produce :func:`generated_records` to Kafka: each stream to the topic of its name, keyed by
     user (``rate``: events per second at most; None: as fast as the broker takes them;
-    ``per_message`` > 1: that many records to a message, as JSON lines)."""
+    ``per_message`` > 1: that many records to a message, as JSON lines). A broker that does not
+    answer within :data:`REACH_TIMEOUT_S` is a :class:`SourceError`, before anything is generated."""
+    check_reachable(bootstrap)
     create_topics(bootstrap, streams, partitions)
     producer = make_producer(bootstrap, compression)
     counts = dict.fromkeys(streams, 0)

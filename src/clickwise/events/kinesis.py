@@ -285,6 +285,26 @@ def send_generated(
     ``<prefix><stream>`` (created with ``shards`` shards when missing), keyed by user
     (``per_message`` > 1: that many records to a Kinesis record, as JSON lines)."""
     client = client or kinesis_client(KinesisSourceDef(kind="kinesis"))
+    from botocore.exceptions import BotoCoreError, ClientError  # (installed with boto3)
+
+    try:
+        return _send_records(client, prefix, streams, shards, per_message, users=users, hours=hours,
+                             seed=seed, start_ms=start_ms, rate=rate, progress=progress)  # fmt: skip
+    except (BotoCoreError, ClientError) as exc:
+        raise SourceError(
+            f"cannot send to Kinesis streams {prefix}<stream>: {exc} (set AWS credentials and region, "
+            "or CLICKWISE_KINESIS_ENDPOINT for a local Kinesis)"
+        ) from None
+
+
+def _send_records(
+    client: Any,
+    prefix: str,
+    streams: Sequence[str],
+    shards: int,
+    per_message: int,
+    **plan: Any,
+) -> SendSummary:
     existing = set(client.list_streams().get("StreamNames", []))
     for stream in streams:
         if prefix + stream not in existing:
@@ -292,9 +312,7 @@ def send_generated(
             client.get_waiter("stream_exists").wait(StreamName=prefix + stream)
     counts = dict.fromkeys(streams, 0)
     started = time.monotonic()
-    generated = generated_records(
-        users=users, hours=hours, seed=seed, start_ms=start_ms, rate=rate, streams=streams, progress=progress
-    )
+    generated = generated_records(streams=streams, **plan)
     for name, records in generated:
         messages = [
             {"Data": value, "PartitionKey": (key or b"-").decode()}
