@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+import clickwise
 from clickwise.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,3 +111,77 @@ def test_kinesis_without_credentials_is_one_line(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr[:2000]
     assert "cannot send to Kinesis" in lines[0] and "credentials" in lines[0]
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"clickwise {clickwise.__version__}"
+
+
+def test_validate_json_prints_errors_as_json(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(Path(ADCLICK).read_text().replace("horizon: 15m", "horizon: soon"))
+    result = runner.invoke(app, ["validate", "-p", str(bad), "--json"])
+    assert result.exit_code == 2
+    answer = orjson.loads(result.stdout)
+    assert answer["valid"] is False and answer["file"] == str(bad)
+    assert {"path": "label.horizon", "message": "'soon' is not a duration"} in [
+        {"path": e["path"], "message": e["message"].split(" (")[0].split(";")[0]} for e in answer["errors"]
+    ]
+    ok = orjson.loads(runner.invoke(app, ["validate", "-p", ADCLICK, "--json"]).stdout)
+    assert ok["valid"] is True
+
+
+def test_keys_list_and_revoke(tmp_path: Path) -> None:
+    from clickwise.serve.auth import KeyStore
+
+    file = tmp_path / "keys.json"
+    added = [orjson.loads(runner.invoke(app, ["keys", "add", "--file", str(file), "--name", name,
+                                               "--scopes", scopes, "--json"]).stdout)
+             for name, scopes in (("reader", "read"), ("writer", "read,write"))]  # fmt: skip
+    store = KeyStore.load(file)
+    listed = runner.invoke(app, ["keys", "list", "--file", str(file), "--json"])
+    assert listed.exit_code == 0, listed.output
+    keys = orjson.loads(listed.stdout)["keys"]
+    assert [(k["name"], k["scopes"]) for k in keys] == [("reader", ["read"]), ("writer", ["read", "write"])]
+    assert all(isinstance(k["created_ms"], int) for k in keys)
+    text = runner.invoke(app, ["keys", "list", "--file", str(file)]).stdout + listed.stdout
+    assert all(a["key"] not in text for a in added) and "sha256" not in text
+    assert store.check(added[0]["key"]) is not None
+    revoked = runner.invoke(app, ["keys", "revoke", "reader", "--file", str(file)])
+    assert revoked.exit_code == 0, revoked.output
+    left = runner.invoke(app, ["keys", "list", "--file", str(file), "--json"])
+    assert [k["name"] for k in orjson.loads(left.stdout)["keys"]] == ["writer"]
+    store._next_look = 0.0  # (a running service looks again within a second)
+    assert store.check(added[0]["key"]) is None and store.check(added[1]["key"]) is not None
+    again = runner.invoke(app, ["keys", "revoke", "reader", "--file", str(file)])
+    assert again.exit_code == 2 and "no key named 'reader'" in again.stderr
+
+
+def test_deadletters_shows_rejected_records_with_reasons(tmp_path: Path) -> None:
+    data = tmp_path / "impressions.jsonl"
+    good = {"impression_id": "i1", "user_id": "u1", "campaign_id": "c1", "domain": "a.com", "ip": "8.8.8.8",
+            "user_agent": "Mozilla/5.0", "cost": 0.002, "ts": 1767571200000}  # fmt: skip
+    data.write_bytes(orjson.dumps(good) + b"\n" + orjson.dumps({**good, "impression_id": "i2", "ts": "soon"}))
+    root = str(tmp_path / "root")
+    ingested = runner.invoke(app, ["ingest", str(data), "-p", ADCLICK, "--root", root, "--no-tables"])
+    assert ingested.exit_code == 0, ingested.output
+    assert f"rejected records: 1 in {Path(root).resolve()}/deadletters" in ingested.stdout
+    result = runner.invoke(app, ["deadletters", "-p", ADCLICK, "--root", root, "--stream", "impressions",
+                                 "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    shown = orjson.loads(result.stdout)["streams"]
+    assert list(shown) == ["impressions"] and shown["impressions"]["total"] == 1
+    record = shown["impressions"]["records"][0]
+    assert record["field"] == "ts" and "soon" in record["raw"] and record["reason"]
+    text = runner.invoke(app, ["deadletters", "-p", ADCLICK, "--root", root])
+    assert text.exit_code == 0 and "impressions: 1 rejected" in text.stdout
+    assert "clicks: 0 rejected" in text.stdout
+    none = runner.invoke(app, ["deadletters", "-p", ADCLICK, "--root", root, "--limit", "0", "--json"])
+    assert orjson.loads(none.stdout)["streams"]["impressions"] == {"total": 1, "records": []}
+
+
+def test_client_error_is_importable_from_the_package() -> None:
+    from clickwise import ClientError
+
+    assert issubclass(ClientError, clickwise.ClickwiseError)

@@ -3,9 +3,9 @@
 import clickwise
 
 EXPECTED = [
-    "Client", "ClickwiseError", "DeadLetters", "EnrichmentError", "IngestReport", "Ingestor", "InputError",
-    "Lake", "Pipeline", "PipelineError", "Root", "StorageError", "TimeFormatError", "__version__",
-    "example_path", "ingest", "load_pipeline", "open_root", "parse_pipeline",
+    "Client", "ClickwiseError", "ClientError", "DeadLetters", "EnrichmentError", "IngestReport", "Ingestor",
+    "InputError", "Lake", "Pipeline", "PipelineError", "Root", "StorageError", "TimeFormatError",
+    "__version__", "example_path", "ingest", "load_pipeline", "open_root", "parse_pipeline",
 ]  # fmt: skip
 
 
@@ -19,5 +19,6 @@ def test_every_exported_name_exists() -> None:
 
 
 def test_errors_share_one_root() -> None:
-    for name in ("EnrichmentError", "InputError", "PipelineError", "StorageError", "TimeFormatError"):
+    for name in ("ClientError", "EnrichmentError", "InputError", "PipelineError", "StorageError",
+                 "TimeFormatError"):  # fmt: skip
         assert issubclass(getattr(clickwise, name), clickwise.ClickwiseError)

@@ -36,6 +36,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Client",
     "ClickwiseError",
+    "ClientError",
     "DeadLetters",
     "EnrichmentError",
     "IngestReport",
@@ -57,9 +58,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    """``clickwise.Client``, imported on first use (it brings the HTTP client library)."""
-    if name == "Client":
-        from clickwise.serve.client import Client
+    """``clickwise.Client`` and ``clickwise.ClientError``, imported on first use (they bring the HTTP
+    client library)."""
+    if name in ("Client", "ClientError"):
+        from clickwise.serve import client
 
-        return Client
+        return getattr(client, name)
     raise AttributeError(f"module 'clickwise' has no attribute {name!r}")

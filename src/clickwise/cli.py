@@ -52,6 +52,24 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.
 T = TypeVar("T")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from clickwise import __version__
+
+        sys.stdout.write(f"clickwise {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Streaming machine learning for ad-click prediction: lookup tables, training sets, decisions."""
+
+
 def _run(action: Callable[[], T]) -> T:
     """Run a command body; a ClickwiseError becomes one line on stderr and exit code 2."""
     try:
@@ -135,9 +153,16 @@ def validate(pipeline: PipelineOpt, as_json: JsonOpt = False) -> None:
     """Check a pipeline file; print its streams, tables, features and fingerprint."""
 
     def body() -> None:
+        from clickwise.errors import PipelineError
         from clickwise.spec import load_pipeline
 
-        p = load_pipeline(pipeline)
+        try:
+            p = load_pipeline(pipeline)
+        except PipelineError as exc:
+            if not as_json:
+                raise
+            _print_json({"valid": False, "file": str(pipeline), "errors": _pipeline_errors(exc, pipeline)})
+            raise typer.Exit(2) from None
         summary = {
             "name": p.name,
             "fingerprint": p.fingerprint(),
@@ -155,6 +180,18 @@ def validate(pipeline: PipelineOpt, as_json: JsonOpt = False) -> None:
         out.print(f"  features {len(p.features)}; label {summary['label'] or '-'}")
 
     _run(body)
+
+
+def _pipeline_errors(exc: Exception, pipeline: Path) -> list[dict[str, str | None]]:
+    """Each line of a pipeline error as ``{"path": "label.horizon", "message": ...}`` (path None when
+    the error is about the whole file)."""
+    errors: list[dict[str, str | None]] = []
+    for line in str(exc).splitlines():
+        text = line.removeprefix(f"{pipeline}: ")
+        path, colon, message = text.partition(": ")
+        shaped = colon and " " not in path and text != line
+        errors.append({"path": path, "message": message} if shaped else {"path": None, "message": text})
+    return errors
 
 
 @app.command()
@@ -295,6 +332,14 @@ def ingest(
             table.add_row(name, *(f"{n:,}" for n in numbers))
         out.print(table)
         out.print(f"lake: {r.url}/lake")
+        rejected = sum(c.rejected for c in report.streams.values())
+        if rejected:
+            out.print(
+                f"rejected records: {rejected:,} in {r.url}/deadletters, with reasons "
+                f"(`clickwise deadletters -p {pipeline}" + (f" --root {root}" if root else "") + "`)",
+                highlight=False,
+                soft_wrap=True,
+            )
         if update_report is not None:
             out.print(_describe_update(update_report), highlight=False, soft_wrap=True)
 
@@ -895,6 +940,62 @@ def _graceful_server() -> type:
     return GracefulServer
 
 
+@app.command()
+def deadletters(
+    pipeline: PipelineOpt,
+    root: RootOpt = None,
+    stream: Annotated[str | None, typer.Option(help="One stream; default: every stream.")] = None,
+    limit: Annotated[int, typer.Option(help="Show the latest N records of each stream.", min=0)] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """The records that were rejected (not stored), with why, where they came from and their text."""
+
+    def body() -> None:
+        from clickwise.events import DeadLetters
+        from clickwise.time import format_ms
+
+        p, r = _open_lake(pipeline, root, holds=("lake", "deadletters"))
+        if stream is not None and stream not in p.streams:
+            raise ClickwiseError(f"unknown stream {stream!r}; the pipeline has {sorted(p.streams)}")
+        letters = DeadLetters(r)
+        shown: dict[str, Any] = {}
+        for name in [stream] if stream else list(p.streams):
+            table = letters.read(name)
+            latest = table.slice(max(0, table.num_rows - limit)).to_pylist() if limit else []
+            records = [
+                {
+                    "reason": row["reason"],
+                    "field": row["field"],
+                    "source": row["source"],
+                    "row": row["row"],
+                    "arrival_ms": row["_arrival_ms"],
+                    "raw": row["raw"],
+                }
+                for row in latest
+            ]
+            shown[name] = {"total": table.num_rows, "records": records}
+        if as_json:
+            _print_json({"root": r.url, "streams": shown})
+            return
+        for name, found in shown.items():
+            out.print(
+                f"[bold]{name}[/bold]: {found['total']:,} rejected"
+                + (f", the latest {len(found['records']):,}:" if found["records"] else ""),
+                highlight=False,
+            )
+            for record in found["records"]:
+                raw = record["raw"] if len(record["raw"] or "") <= 160 else record["raw"][:157] + "..."
+                out.print(
+                    f"  {format_ms(record['arrival_ms'])} {record['source']}#{record['row']}: "
+                    f"{record['reason']}\n    {raw}",
+                    highlight=False,
+                    markup=False,
+                    soft_wrap=True,
+                )
+
+    _run(body)
+
+
 keys_app = typer.Typer(help="API keys of the HTTP service.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
@@ -919,6 +1020,50 @@ def keys_add(
             return
         out.print(f"{key}", highlight=False)
         err.print(f"key {record.id} ({', '.join(sorted(record.scopes))}) added to {file}; shown only now")
+
+    _run(body)
+
+
+KeysFileOpt = Annotated[Path, typer.Option(help="The keys file.")]
+
+
+@keys_app.command("list")
+def keys_list(file: KeysFileOpt = Path("clickwise-keys.json"), as_json: JsonOpt = False) -> None:
+    """The keys of a keys file: name, scopes and when each was created (never a key or its hash)."""
+
+    def body() -> None:
+        from clickwise.serve.auth import list_keys
+        from clickwise.time import format_ms
+
+        keys = list_keys(file)
+        if as_json:
+            _print_json({"file": str(file), "keys": keys})
+            return
+        grid = Table("name", "scopes", "created", title=str(file))
+        for entry in keys:
+            created = entry["created_ms"]
+            grid.add_row(
+                str(entry["name"]),
+                ", ".join(entry["scopes"]),  # type: ignore[arg-type]  # a list of texts
+                format_ms(created) if isinstance(created, int) else "-",
+            )
+        out.print(grid)
+
+    _run(body)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    name: Annotated[str, typer.Argument(help="The key's name (see `clickwise keys list`).")],
+    file: KeysFileOpt = Path("clickwise-keys.json"),
+) -> None:
+    """Remove a key from a keys file; a service using the file refuses it within a second."""
+
+    def body() -> None:
+        from clickwise.serve.auth import revoke_key
+
+        revoke_key(file, name)
+        err.print(f"key {name} revoked in {file}", highlight=False)
 
     _run(body)
 
