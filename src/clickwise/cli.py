@@ -575,7 +575,18 @@ def dataset(
     end: ToOpt = "",
     fmt: Annotated[str | None, typer.Option("--format", help="parquet (default) or csv.")] = None,
     sagemaker: Annotated[
-        bool, typer.Option(help="CSV for SageMaker's built-in algorithms: label first, no header, numbers.")
+        bool,
+        typer.Option(
+            help="CSV for SageMaker's built-in algorithms: label first, no header, numbers (texts as stable "
+            "codes); the channel's files go to OUT/data/, OUT/_dataset.json and OUT/keys/ beside it."
+        ),
+    ] = False,
+    include_immature: Annotated[
+        bool,
+        typer.Option(
+            help="With --sagemaker: keep rows whose label is not final yet (their 0 may still become a "
+            "click); OUT/keys/ marks them. Default: left out, and counted."
+        ),
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace what --out holds.")] = False,
     as_json: JsonOpt = False,
@@ -591,7 +602,7 @@ def dataset(
         with _progress("backfilling (exposures)", enabled=not as_json) as update:
             report = backfill(
                 p, r, out_url, low, high, fmt=fmt, sagemaker=sagemaker,
-                overwrite=overwrite, progress=update,
+                include_immature=include_immature, overwrite=overwrite, progress=update,
             )  # fmt: skip
         if as_json:
             _print_json(report.to_json())
@@ -605,6 +616,14 @@ def dataset(
             highlight=False,
             soft_wrap=True,
         )
+        if report.immature_left_out:
+            out.print(
+                f"left out {report.immature_left_out:,} rows whose label is not final yet "
+                "(--include-immature keeps them)",
+                highlight=False,
+            )
+        for warning in report.warnings:
+            err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
 
     _run(body)
 

@@ -135,7 +135,8 @@ def read_csv_rows(folder: Path, meta: Mapping[str, Any]) -> Partitions:
 
 def read_sagemaker_rows(folder: Path, meta: Mapping[str, Any]) -> Partitions:
     """Rows of every SageMaker CSV part (no header; the label, then the features), decoded back:
-    codes to texts through ``meta["encodings"]``, ``0``/``1`` to booleans, empty fields to null."""
+    codes to texts through ``meta["encodings"]`` (each text's code), ``0``/``1`` to booleans, empty
+    fields to null."""
     label = meta["label"]
     features = meta["features"]
     encodings = meta["encodings"]
@@ -159,7 +160,9 @@ def _decode(feature: Mapping[str, str], text: str, encodings: Mapping[str, Any])
     if feature["type"] == "string":
         encoding = encodings[feature["name"]]
         assert encoding["kind"] == "code", encoding
-        return encoding["values"][int(text)]
+        texts = [t for t, code in encoding["codes"].items() if code == int(text)]
+        assert len(texts) == 1, (feature["name"], text, texts)
+        return texts[0]
     if feature["type"] == "bool":
         assert encodings[feature["name"]] == {"kind": "0/1"}, encodings[feature["name"]]
         return {"0": False, "1": True}[text]

@@ -827,7 +827,7 @@ def test_csv_with_header_has_the_values_of_the_parquet_set(
 def test_sagemaker_csv_is_the_label_then_the_features_as_numbers(
     small_lake: SmallLake, small_parquet: list[Row], tmp_path: Path
 ) -> None:
-    report = run_small(small_lake, tmp_path, fmt="csv", sagemaker=True)
+    report = run_small(small_lake, tmp_path, fmt="csv", sagemaker=True, include_immature=True)
     meta = read_meta(tmp_path)
     features = list(FEATURES)
     assert meta["format"] == "sagemaker-csv"
@@ -835,7 +835,7 @@ def test_sagemaker_csv_is_the_label_then_the_features_as_numbers(
     assert set(meta["encodings"]) == {n for n, (_, t) in FEATURES.items() if t in ("string", "bool")}
     for name, encoding in meta["encodings"].items():
         if FEATURES[name][1] == "string":
-            assert len(set(encoding["values"])) == len(encoding["values"]), (name, encoding)
+            assert len(set(encoding["codes"].values())) == len(encoding["codes"]), (name, encoding)
     assert report.rows == len(small_parquet)
     decoded = flatten(read_sagemaker_rows(tmp_path, meta))
     _same_rows([{k: row[k] for k in ["clicked", *features]} for row in small_parquet], decoded, "sagemaker")

@@ -225,8 +225,9 @@ def test_csv_and_sagemaker_csv_decode_to_the_parquet_values(adclick: Adclick, tm
     _same(adclick.rows, flatten(read_csv_rows(plain, read_meta(plain))), "csv")
 
     backfill(
-        adclick.pipeline, adclick.root, str(coded), adclick.from_ms, adclick.to_ms, fmt="csv", sagemaker=True
-    )
+        adclick.pipeline, adclick.root, str(coded), adclick.from_ms, adclick.to_ms, fmt="csv", sagemaker=True,
+        include_immature=True,
+    )  # fmt: skip
     meta = read_meta(coded)
     names = ["clicked", *adclick.pipeline.features]
     assert meta["columns"] == names

@@ -48,7 +48,9 @@ class BackfillReport:
     partitions: int = 0
     bytes: int = 0
     seconds: float = 0.0
+    immature_left_out: int = 0
     files: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         data = asdict(self)
@@ -68,13 +70,15 @@ def backfill(
     *,
     fmt: str | None = None,
     sagemaker: bool = False,
+    include_immature: bool = False,
     overwrite: bool = False,
     tables: Tables | None = None,
     progress: Progress | None = None,
 ) -> BackfillReport:
     """Write the training set of exposures with ``from_ms <= t < to_ms`` to ``out`` (a folder or
     ``s3://`` URL) as Parquet, CSV, or (``sagemaker``) SageMaker CSV. The tables are first brought
-    up to date with the lake. ``overwrite`` replaces what ``out`` holds (never a clickwise root)."""
+    up to date with the lake. ``overwrite`` replaces what ``out`` holds (never a clickwise root).
+    A SageMaker set leaves out rows whose label is not final unless ``include_immature``."""
     if pipeline.label is None:
         raise DatasetError("the pipeline has no label: a training set needs one (exposure, outcome, horizon)")
     if to_ms <= from_ms:
@@ -88,7 +92,9 @@ def backfill(
     target = open_root(out)
     features = FeatureSet(pipeline)
     label = pipeline.label
-    writer = DatasetWriter(target, features.infos, label.name, fmt=fmt, sagemaker=sagemaker)  # checks first
+    writer = DatasetWriter(  # checks first
+        target, features.infos, label.name, fmt=fmt, sagemaker=sagemaker, include_immature=include_immature
+    )
     _prepare(target, overwrite)
     if tables is None:
         tables = Tables.open(pipeline, root, threads=WORKERS)
@@ -139,6 +145,8 @@ def backfill(
             seen, table = job.result()
             done += seen
             if table is not None:
+                table = writer.keep(table)
+            if table is not None and table.num_rows:
                 if pending_write is not None:
                     report.files.append(pending_write.result())
                 pending_write = out_pool.submit(writer.write, hour_ms, table)
@@ -154,6 +162,7 @@ def backfill(
             report.files.append(pending_write.result())
     report.bytes = writer.bytes
     report.seconds = time.perf_counter() - started
+    report.immature_left_out, report.warnings = writer.immature_left_out, writer.warnings()
     writer.finish(
         {
             "pipeline": pipeline.name,

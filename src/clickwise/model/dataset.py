@@ -1,8 +1,11 @@
-"""Reading a training set written by the backfill: ``<data>/date=.../hour=.../part-*.parquet`` plus
-``<data>/_dataset.json``.
+"""Reading a training set written by clickwise: ``<data>/_dataset.json`` and its files, in any of
+the layouts ``clickwise dataset`` writes (Parquet, CSV with a header, SageMaker CSV with its keys)
+and the rows ``clickwise run`` emits (Parquet).
 
 Columns: ``event_id``, ``event_ms``, one column per pipeline feature, the label column and
 ``label_mature`` (and ``correction`` in rows emitted by ``clickwise run``: corrections are applied).
+A SageMaker set holds the label and the features as numbers in ``data/`` and each row's id, time
+and maturity in ``keys/``; its texts are decoded back through the codes listed in ``_dataset.json``.
 Only rows with a mature label are read: an immature row's label may still flip to 1,
 so learning from it would teach the model that recent impressions do not get clicked.
 The manifest's fingerprint must equal the pipeline's; a folder without a manifest is accepted and
@@ -18,12 +21,14 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from clickwise.dataset.stream import CORRECTION, read_rows
 from clickwise.model._io import open_existing, read_json
 from clickwise.model.errors import FingerprintMismatchError, TrainingDataError
 from clickwise.spec import DerivedFeature, Pipeline, TableFeature
+from clickwise.storage import Root
 
 MANIFEST = "_dataset.json"
 EVENT_ID, EVENT_MS, MATURE = "event_id", "event_ms", "label_mature"
@@ -104,26 +109,15 @@ def read_training_set(
     manifest = read_json(root, MANIFEST)
     if manifest is not None:
         _check_manifest(manifest, pipeline, data)
-    files = [
-        path for path in root.list_files(suffix=".parquet") if not path.rsplit("/", 1)[-1].startswith("_")
-    ]
-    if not files:
-        raise TrainingDataError(
-            f"training set {data!r} has no Parquet files; build one with `clickwise dataset` first"
-        )
     extra = tuple(name for name in extra if name not in wanted)
     columns = [EVENT_ID, EVENT_MS, *wanted, *extra, label, MATURE]
-    schema_names = set(pq.read_schema(root.path(files[0]), filesystem=root.fs).names)
-    missing = [name for name in columns if name not in schema_names]
-    if missing:
-        raise TrainingDataError(
-            f"training set {data!r} lacks columns {missing}; it was written for another pipeline or by an "
-            f"older writer. Rebuild it with `clickwise dataset -p <pipeline>`"
-        )
-    if CORRECTION in schema_names:  # streaming rows: a correction replaces its exposure's row
-        table = _plain_strings(read_rows(root, "").to_arrow().select(columns))
+    written_as = (manifest or {}).get("format", "parquet")
+    if written_as == "csv":
+        table = _read_csv(root, _need(manifest), columns, data)
+    elif written_as == "sagemaker-csv":
+        table = _read_sagemaker(root, _need(manifest), columns, data)
     else:
-        table = root.read_parquet(files, columns=columns)
+        table = _read_parquet(root, columns, data)
     rows_read = table.num_rows
     table = table.filter(pc.fill_null(table.column(MATURE), False))
     table = table.sort_by([(EVENT_MS, "ascending"), (EVENT_ID, "ascending")])
@@ -134,6 +128,132 @@ def read_training_set(
         for name in wanted
     )
     return TrainingSet(data, table, specs, label, pipeline.label.horizon, manifest, rows_read, extra)
+
+
+def _need(manifest: dict[str, Any] | None) -> dict[str, Any]:
+    assert manifest is not None  # a format other than Parquet is only known from the manifest
+    return manifest
+
+
+def _missing(names: Sequence[str], columns: Sequence[str], data: str) -> None:
+    missing = [name for name in columns if name not in names]
+    if missing:
+        raise TrainingDataError(
+            f"training set {data!r} lacks columns {missing}; it was written for another pipeline or by an "
+            f"older writer. Rebuild it with `clickwise dataset -p <pipeline>`"
+        )
+
+
+def _read_parquet(root: Root, columns: list[str], data: str) -> pa.Table:
+    files = [
+        path for path in root.list_files(suffix=".parquet") if not path.rsplit("/", 1)[-1].startswith("_")
+    ]
+    if not files:
+        hint = "build one with `clickwise dataset` first"
+        if root.list_files(suffix=".csv"):
+            hint = (
+                f"it holds CSV files but no {MANIFEST}: pass the folder that holds {MANIFEST} (for a "
+                "SageMaker set, the parent of its data/ channel)"
+            )
+        raise TrainingDataError(f"training set {data!r} has no Parquet files; {hint}")
+    schema_names = pq.read_schema(root.path(files[0]), filesystem=root.fs).names
+    _missing(schema_names, columns, data)
+    if CORRECTION in schema_names:  # streaming rows: a correction replaces its exposure's row
+        return _plain_strings(read_rows(root, "").to_arrow().select(columns))
+    return root.read_parquet(files, columns=columns)
+
+
+_ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "string": pa.string(), "bool": pa.bool_()}
+
+
+def _declared_types(manifest: dict[str, Any]) -> dict[str, pa.DataType]:
+    types = {EVENT_ID: pa.string(), EVENT_MS: pa.int64(), manifest["label"]: pa.int8(), MATURE: pa.bool_()}
+    types.update({item["name"]: _ARROW_TYPES[item["type"]] for item in manifest["features"]})
+    return types
+
+
+def _read_csv_file(root: Root, path: str, convert: pacsv.ConvertOptions, names: list[str] | None) -> pa.Table:
+    read = pacsv.ReadOptions(column_names=names) if names is not None else pacsv.ReadOptions()
+    with root.fs.open_input_stream(root.path(path)) as stream:
+        return pacsv.read_csv(stream, read_options=read, convert_options=convert)
+
+
+def _read_csv(root: Root, manifest: dict[str, Any], columns: list[str], data: str) -> pa.Table:
+    """A CSV set with a header: every string quoted, a null an empty field."""
+    _missing(manifest["columns"], columns, data)
+    types = _declared_types(manifest)
+    convert = pacsv.ConvertOptions(
+        column_types={name: types[name] for name in columns},
+        include_columns=columns,
+        null_values=[""],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+    )
+    files = manifest.get("files") or root.list_files(suffix=".csv")
+    return _concat([_read_csv_file(root, path, convert, None) for path in files], columns, types)
+
+
+def _read_sagemaker(root: Root, manifest: dict[str, Any], columns: list[str], data: str) -> pa.Table:
+    """A SageMaker set: numbers in ``data/``, row keys in ``keys/`` (same rows, same order)."""
+    key_files = manifest.get("key_files")
+    if key_files is None or len(key_files) != len(manifest["files"]):
+        raise TrainingDataError(
+            f"training set {data!r} is a SageMaker set without the keys/ folder (each row's id and time), "
+            "written by an older clickwise; rebuild it with `clickwise dataset --sagemaker`"
+        )
+    names = list(manifest["columns"])
+    _missing([*names, EVENT_ID, EVENT_MS, MATURE], columns, data)
+    types = _declared_types(manifest)
+    coded = {name: pa.int64() if t in (pa.string(), pa.bool_()) else t for name, t in types.items()}
+    convert = pacsv.ConvertOptions(column_types={name: coded[name] for name in names}, null_values=[""])
+    parts = []
+    for path, keys_path in zip(manifest["files"], key_files, strict=True):
+        numbers = _read_csv_file(root, path, convert, names)
+        keys = root.read_parquet([keys_path], columns=[EVENT_ID, EVENT_MS, MATURE])
+        if keys.num_rows != numbers.num_rows:
+            raise TrainingDataError(
+                f"training set {data!r}: {path} has {numbers.num_rows} rows but {keys_path} has "
+                f"{keys.num_rows}; the set is damaged, rebuild it"
+            )
+        for name in keys.column_names:
+            numbers = numbers.append_column(name, keys.column(name))
+        parts.append(numbers)
+    table = _concat(parts, [*names, EVENT_ID, EVENT_MS, MATURE], coded)
+    decoded = {}
+    for name in columns:
+        column = table.column(name)
+        if name in names and types[name] == pa.string():
+            column = _decode(column, manifest, name, data)
+        decoded[name] = column.cast(types[name])
+    return pa.table(decoded)
+
+
+def _decode(codes: pa.ChunkedArray, manifest: dict[str, Any], name: str, data: str) -> pa.ChunkedArray:
+    """Codes back to texts through the set's list (texts that share a code read as the first)."""
+    listed = manifest.get("encodings", {}).get(name, {}).get("codes")
+    if not isinstance(listed, dict):
+        raise TrainingDataError(
+            f"training set {data!r}: {MANIFEST} lists no codes for {name!r}; rebuild it with "
+            "`clickwise dataset --sagemaker`"
+        )
+    by_code: dict[int, str] = {}
+    for text, code in sorted(listed.items()):
+        by_code.setdefault(int(code), text)
+    value_set = pa.array(list(by_code), pa.int64())
+    positions = pc.index_in(codes, value_set=value_set)
+    unknown = positions.null_count - codes.null_count
+    if unknown:
+        raise TrainingDataError(
+            f"training set {data!r}: {unknown} values of {name!r} have codes that {MANIFEST} does not "
+            "list; the set is damaged, rebuild it"
+        )
+    return pc.take(pa.array(list(by_code.values()), pa.string()), positions)
+
+
+def _concat(parts: list[pa.Table], columns: list[str], types: dict[str, pa.DataType]) -> pa.Table:
+    if not parts:
+        return pa.schema([(name, types[name]) for name in columns]).empty_table()
+    return pa.concat_tables(parts).select(columns)
 
 
 def _plain_strings(table: pa.Table) -> pa.Table:
