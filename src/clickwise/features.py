@@ -3,8 +3,9 @@
 One function serves the backfill, the streaming training rows and the decision service: table
 features read the lookup tables as of the event's time (events at exactly that time are not
 included), event features copy the (enriched) event's fields, time parts come from its event
-time, and derived features combine features listed before them. The same events and tables
-therefore give the same features online and offline.
+time on the clock of the feature's zone (default: the zone the exposure stream declares), and
+derived features combine features listed before them. The same events and tables therefore give
+the same features online and offline.
 
 :meth:`FeatureSet.compute_one` is the one-event form the decision service uses: the same values
 as :meth:`FeatureSet.compute` (property-tested), read key by key instead of through columns.
@@ -12,6 +13,7 @@ as :meth:`FeatureSet.compute` (property-tested), read key by key instead of thro
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +30,7 @@ from clickwise.spec.features import DerivedFeature, EventFeature, TableFeature
 from clickwise.tables.engine import Tables
 from clickwise.tables.hashing import hash_text
 from clickwise.tables.runs import KEY_SEPARATOR, frame_key_hashes
-from clickwise.time import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE
+from clickwise.time import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, MS_PER_SECOND, parse_zone
 
 
 class FeatureError(ClickwiseError):
@@ -76,6 +78,13 @@ class FeatureSet:
                 fields[feature.event] = None
         self._inputs = list(fields)
         self._needed = [EVENT_MS, *self._inputs]  # what every event must carry
+        declared = pipeline.streams[self.exposure].time.timezone
+        self._zones = {
+            name: parse_zone(feature.timezone or declared or "UTC")
+            for name, feature in pipeline.features.items()
+            if isinstance(feature, EventFeature) and feature.time_part is not None
+        }
+        """The zone on whose clock each time part is read."""
 
     @property
     def names(self) -> list[str]:
@@ -106,7 +115,7 @@ class FeatureSet:
                 values[name] = columns[feature.aggregation].to_arrow()
         for name, feature in self.pipeline.features.items():
             if isinstance(feature, EventFeature):
-                values[name] = _event_feature(feature, events, as_of_ms)
+                values[name] = _event_feature(feature, events, as_of_ms, self._zones.get(name, dt.UTC))
             elif isinstance(feature, DerivedFeature):
                 values[name] = _derived(feature, values)
         return {name: values[name] for name in self.pipeline.features}
@@ -137,7 +146,9 @@ class FeatureSet:
         for name, feature in self.pipeline.features.items():
             if isinstance(feature, EventFeature):
                 values[name] = (
-                    event[feature.event] if feature.event is not None else _time_part_one(feature, as_of_ms)
+                    event[feature.event]
+                    if feature.event is not None
+                    else _time_part_one(feature, _local_ms_one(as_of_ms, self._zones[name]))
                 )
             elif isinstance(feature, DerivedFeature):
                 values[name] = _derived_one(feature, values)
@@ -166,20 +177,46 @@ class FeatureSet:
         return _FIELD_TYPES.get(source, "string")
 
 
-def _event_feature(feature: EventFeature, events: pl.DataFrame, as_of_ms: np.ndarray) -> pa.Array:
+def _event_feature(
+    feature: EventFeature, events: pl.DataFrame, as_of_ms: np.ndarray, zone: dt.tzinfo
+) -> pa.Array:
     if feature.event is not None:
         column = events.get_column(feature.event).to_arrow()
         if pa.types.is_large_string(column.type) or pa.types.is_string_view(column.type):
             return column.cast(pa.string())
         return column
+    local_ms = _local_ms(as_of_ms, zone)
     part = feature.time_part
     if part == "hour_of_day":
-        value = (as_of_ms // MS_PER_HOUR) % 24
+        value = (local_ms // MS_PER_HOUR) % 24
     elif part == "minute_of_hour":
-        value = (as_of_ms // MS_PER_MINUTE) % 60
+        value = (local_ms // MS_PER_MINUTE) % 60
     else:  # day_of_week, Monday = 0 (1970-01-01 was a Thursday)
-        value = (as_of_ms // MS_PER_DAY + 3) % 7
+        value = (local_ms // MS_PER_DAY + 3) % 7
     return pa.array(value.astype(np.int32))
+
+
+def _local_ms(epoch_ms: np.ndarray, zone: dt.tzinfo) -> np.ndarray:
+    """The wall-clock times of ``zone`` at each instant, as if they were UTC epoch ms (so that
+    hours, minutes and days come out by integer division); UTC costs nothing."""
+    if zone is dt.UTC:
+        return epoch_ms
+    if isinstance(zone, dt.timezone):  # a fixed offset
+        return epoch_ms + _offset_ms(zone, 0)
+    instants = pl.Series(epoch_ms).cast(pl.Datetime("ms", "UTC"))
+    wall = instants.dt.convert_time_zone(str(zone)).dt.replace_time_zone(None)
+    return wall.dt.epoch("ms").to_numpy().astype(np.int64, copy=False)
+
+
+def _local_ms_one(epoch_ms: int, zone: dt.tzinfo) -> int:
+    """:func:`_local_ms` for one instant."""
+    return epoch_ms if zone is dt.UTC else epoch_ms + _offset_ms(zone, epoch_ms)
+
+
+def _offset_ms(zone: dt.tzinfo, epoch_ms: int) -> int:
+    moment = dt.datetime.fromtimestamp(epoch_ms // MS_PER_SECOND, zone)
+    offset = moment.utcoffset() or dt.timedelta(0)
+    return int(offset.total_seconds() * MS_PER_SECOND)
 
 
 def _derived(feature: DerivedFeature, values: dict[str, pa.Array]) -> pa.Array:

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import (
+    Discriminator,
+    Field,
+    SerializerFunctionWrapHandler,
+    Tag,
+    model_serializer,
+    model_validator,
+)
 
 from clickwise.spec.tables import Scalar
 from clickwise.spec.types import Definition, Duration, Name
+from clickwise.time import parse_zone
 
 
 class GeoEnrichment(Definition):
@@ -54,17 +62,36 @@ class TableFeature(Definition):
 
 
 class EventFeature(Definition):
-    """A field of the (enriched) exposure event, or a part of its event time (``time_part``)."""
+    """A field of the (enriched) exposure event, or a part of its event time (``time_part``).
+
+    A time part is read on the clock of ``timezone`` (an IANA name such as ``Asia/Shanghai``, or an
+    offset such as ``+08:00``); by default the zone the exposure stream declares for its times
+    (``time.timezone``), else UTC. An impression at 15:22 in Shanghai has ``hour_of_day`` 15.
+    """
 
     event: Name | None = None
     time_part: TimePart | None = None
+    timezone: str | None = None
     description: str = ""
 
     @model_validator(mode="after")
     def _one_source(self) -> EventFeature:
         if (self.event is None) == (self.time_part is None):
             raise ValueError("an event feature needs exactly one of 'event' (a field) or 'time_part'")
+        if self.timezone is not None:
+            if self.time_part is None:
+                raise ValueError("timezone applies to time parts only (time_part: hour_of_day, ...)")
+            parse_zone(self.timezone)  # (a TimeFormatError is a ValueError that names the zone)
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_default_zone(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave ``timezone`` out when not given, so that pipelines written before it existed keep
+        their fingerprint (and their models)."""
+        dumped: dict[str, Any] = handler(self)
+        if dumped.get("timezone", "") is None:
+            del dumped["timezone"]
+        return dumped
 
 
 class DerivedFeature(Definition):
