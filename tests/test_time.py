@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from clickwise.errors import TimeFormatError
 from clickwise.time import (
+    check_time_format,
     floor_ms,
     format_duration_ms,
     format_ms,
@@ -131,3 +132,81 @@ def test_iso_without_offset_needs_a_zone() -> None:
         1_704_038_400_000,
         1_704_060_000_000,
     ]
+
+
+FRACTION_PATTERNS = st.sampled_from(
+    ["%Y%m%d%H%M%S%f", "%Y-%m-%d %H:%M:%S.%f", "%d/%b/%Y:%H:%M:%S,%f", "%f %Y-%m-%dT%H:%M:%S"]
+)
+
+
+def _python_ms(text: str, pattern: str, zone: str) -> set[int]:
+    """The standard library's reading of ``text``, floored to the millisecond (both folds)."""
+    wall = dt.datetime.strptime(text, pattern).replace(tzinfo=dt.UTC)  # the zone is set just below
+    return {
+        int(wall.replace(tzinfo=parse_zone(zone), fold=fold).timestamp()) * 1000 + wall.microsecond // 1000
+        for fold in (0, 1)
+    }
+
+
+@given(
+    st.lists(st.tuples(MOMENTS, st.integers(0, 999_999), st.integers(1, 6)), min_size=1, max_size=20),
+    FRACTION_PATTERNS,
+    ZONES,
+)
+def test_percent_f_means_what_it_means_in_python(
+    moments: list[tuple[int, int, int]], pattern: str, zone: str
+) -> None:
+    texts = []
+    for epoch_ms, micros, digits in moments:
+        wall = _oracle(epoch_ms, zone, pattern.replace("%f", "{f}"))
+        texts.append(wall.replace("{f}", f"{micros:06d}"[:digits]))
+    parsed = parse_time_column(pl.Series("t", texts), pattern, zone).to_list()
+    for text, value in zip(texts, parsed, strict=True):
+        assert value in _python_ms(text, pattern, zone), text
+
+
+def test_percent_f_reads_milliseconds_in_every_time_path() -> None:
+    texts = pl.Series("t", ["20170613000004123", "20170613000004", "2017061300000412", "x", None])
+    # Python reads the second as 00:00:00.4 (one digit of seconds, one of fraction): so do we
+    expected = [1_497_283_204_123, 1_497_283_200_400, 1_497_283_204_120, None, None]
+    assert parse_time_column(texts, "%Y%m%d%H%M%S%f", "Asia/Shanghai").to_list() == expected
+    assert parse_time_column(texts, "%Y%m%d%H%M%S%f", "+08:00").to_list() == expected
+    with_offset = pl.Series("t", ["2017-06-13 00:00:04.123 +0800", "2017-06-13 00:00:04.1234567 +0800"])
+    assert parse_time_column(with_offset, "%Y-%m-%d %H:%M:%S.%f %z", None).to_list() == [
+        1_497_283_204_123,
+        None,  # 7 digits: Python refuses them too
+    ]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("%F %T.%f", r"'%F' cannot be combined with %f .*e\.g\. '%Y%m%d%H%M%S%f'"),
+        ("%s%f", r"'%s' cannot be combined with %f"),
+        ("%Y%m%d%H%M%S%f%f", "more than once"),
+        ("%f", "no date or time besides %f"),
+    ],
+)
+def test_percent_f_patterns_that_cannot_be_read_are_refused(pattern: str, message: str) -> None:
+    with pytest.raises(TimeFormatError, match=message):
+        check_time_format(pattern, "UTC")
+    check_time_format("%Y%m%d%H%M%S%f", "UTC")  # the pattern the message suggests
+    check_time_format("%Y-%m-%d %H:%M:%S%.3f", "UTC")  # chrono's own fraction still passes as before
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "%y%m%d %H%M%S.%f",
+        "%Y %j %H:%M:%S.%f",
+        "%d %b %Y %I:%M:%S.%f %p",
+        "%a %d %B %Y %H:%M:%S.%f",
+        "%A, %d %b %Y %H:%M:%S.%f",
+        "%Y-%m-%d %H:%M:%S.%f %%",
+        "%Y-%m-%dT%H:%M:%S.%fZ",
+    ],
+)
+def test_every_directive_allowed_beside_percent_f_reads_as_python_does(pattern: str) -> None:
+    check_time_format(pattern, "UTC")
+    text = dt.datetime(2017, 6, 13, 15, 22, 1, 7000, tzinfo=dt.UTC).strftime(pattern)
+    assert parse_time_column(pl.Series("t", [text]), pattern, "UTC").to_list() == [1_497_367_321_007]

@@ -201,6 +201,8 @@ def check_time_format(fmt: str, zone: str | None) -> None:
             f"time format {fmt!r} has no zone; declare the zone the text is written in "
             "(timezone: UTC, or e.g. Asia/Shanghai)"
         )
+    if _FRACTION in _directives(fmt):
+        _fraction_pattern(fmt)  # refuses what it cannot read
 
 
 def parse_time_column(values: pl.Series, fmt: str, zone: str | None) -> pl.Series:
@@ -215,6 +217,8 @@ def parse_time_column(values: pl.Series, fmt: str, zone: str | None) -> pl.Serie
     text = values.cast(pl.String, strict=False).str.strip_chars()
     if fmt == "iso":
         return _parse_iso(text, zone)
+    if _FRACTION in _directives(fmt):
+        return _parse_fraction(text, fmt, zone)
     if "%z" in fmt:
         parsed = text.str.to_datetime(format=fmt, strict=False, time_unit="ms", time_zone="UTC")
         return parsed.dt.epoch("ms").cast(pl.Int64)
@@ -304,3 +308,82 @@ def _local_to_ms(wall: pl.Expr, zone: str | None) -> pl.Expr:
         return wall.dt.replace_time_zone(tz.key, ambiguous="earliest", non_existent="null").dt.epoch("ms")
     offset = tz.utcoffset(None) or dt.timedelta(0)
     return wall.dt.epoch("ms") - int(offset.total_seconds() * 1000)
+
+
+# --- Python's %f ------------------------------------------------------------------------------
+# polars parses with chrono, whose %f is a count of nanoseconds: "%S%f" reads "04123" as 4 s and
+# 123 ns. Python's %f is 1 to 6 digits of fraction of a second (".123" is 123 ms), which is what a
+# pipeline file means. So a pattern with %f is split with the regular expression Python's strptime
+# would build: the fraction digits are read here, the rest of the text by polars without them.
+
+_FRACTION = "%f"
+_DIRECTIVE = re.compile(r"%.|[^%]+|%$", re.DOTALL)
+_MONTHS = "january|february|march|april|may|june|july|august|september|october|november|december"
+_DAYS = "monday|tuesday|wednesday|thursday|friday|saturday|sunday"
+_PY_DIRECTIVES = {  # as CPython's _strptime.TimeRE builds them (English names)
+    "%d": r"3[0-1]|[1-2]\d|0[1-9]|[1-9]| [1-9]",
+    "%H": r"2[0-3]|[0-1]\d|\d",
+    "%I": r"1[0-2]|0[1-9]|[1-9]",
+    "%j": r"36[0-6]|3[0-5]\d|[1-2]\d\d|0[1-9]\d|00[1-9]|[1-9]\d|0[1-9]|[1-9]",
+    "%m": r"1[0-2]|0[1-9]|[1-9]",
+    "%M": r"[0-5]\d|\d",
+    "%S": r"6[0-1]|[0-5]\d|\d",
+    "%y": r"\d\d",
+    "%Y": r"\d\d\d\d",
+    "%z": r"[+-]\d\d:?[0-5]\d(?::?[0-5]\d(?:\.\d{1,6})?)?|(?-i:Z)",
+    "%b": "|".join(month[:3] for month in _MONTHS.split("|")),
+    "%B": _MONTHS,
+    "%a": "|".join(day[:3] for day in _DAYS.split("|")),
+    "%A": _DAYS,
+    "%p": "am|pm",
+    "%%": "%",
+}
+_REGEX_CHARS = re.compile(r"([\\.^$*+?(){}\[\]|])")
+_WORKS = "'%Y%m%d%H%M%S%f' or '%Y-%m-%d %H:%M:%S.%f'"
+
+
+def _directives(fmt: str) -> list[str]:
+    """The pieces of a strptime pattern: directives (``%Y``) and literal text between them."""
+    return _DIRECTIVE.findall(fmt)
+
+
+def _fraction_pattern(fmt: str) -> tuple[str, str]:
+    """The regular expression that splits text written in ``fmt`` around its ``%f`` digits (groups
+    ``pre``, ``frac``, ``post``), and ``fmt`` without its ``%f``.
+
+    >>> _fraction_pattern("%S.%f")[1]
+    '%S.'
+    """
+    pieces = _directives(fmt)
+    if pieces.count(_FRACTION) > 1:
+        raise TimeFormatError(f"time format {fmt!r} has %f more than once; use it once, e.g. {_WORKS}")
+    parts: list[list[str]] = [[], []]
+    side = 0
+    for piece in pieces:
+        if piece == _FRACTION:
+            side = 1
+        elif piece.startswith("%"):
+            if piece not in _PY_DIRECTIVES:
+                raise TimeFormatError(
+                    f"time format {fmt!r}: {piece!r} cannot be combined with %f (Python's fraction of a "
+                    f"second); use only {' '.join(d for d in _PY_DIRECTIVES if d != '%%')} with it, "
+                    f"e.g. {_WORKS}"
+                )
+            parts[side].append(f"(?:{_PY_DIRECTIVES[piece]})")
+        else:
+            parts[side].append(re.sub(r"\s+", r"\\s+", _REGEX_CHARS.sub(r"\\\1", piece)))
+    if all(piece == _FRACTION or not piece.startswith("%") for piece in pieces):
+        raise TimeFormatError(f"time format {fmt!r} has no date or time besides %f; use e.g. {_WORKS}")
+    pre, post = ("".join(side_parts) for side_parts in parts)
+    regex = f"(?i)^(?P<pre>{pre})(?P<frac>[0-9]{{1,6}})(?P<post>{post})$"
+    return regex, "".join(piece for piece in pieces if piece != _FRACTION)
+
+
+def _parse_fraction(text: pl.Series, fmt: str, zone: str | None) -> pl.Series:
+    """A pattern with Python's ``%f``: 1 to 6 digits of fraction of a second, read down to the
+    millisecond (``"20170613000004123"`` in ``%Y%m%d%H%M%S%f`` is 00:00:04.123)."""
+    regex, rest_fmt = _fraction_pattern(fmt)
+    parts = pl.DataFrame({"t": text}).select(pl.col("t").str.extract_groups(regex).struct.unnest())
+    rest = parts.select(pl.concat_str("pre", "post").alias(text.name)).to_series()
+    frac_ms = parts.select(pl.col("frac").str.pad_end(6, "0").str.slice(0, 3).cast(pl.Int64)).to_series()
+    return (parse_time_column(rest, rest_fmt, zone) + frac_ms).alias(text.name)

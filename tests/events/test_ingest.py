@@ -204,3 +204,57 @@ def test_lake_layout_helpers() -> None:
     assert partition_hour_ms("lake/views/date=2023-11-14/hour=22/part-x.parquet") == T0
     assert partition_hour_ms("lake/views/other.parquet") is None
     assert isinstance(Lake, type)
+
+
+RTB_PIPELINE = """
+version: 1
+name: rtb
+streams:
+  impressions:
+    fields:
+      bid_id: string
+      ts: string
+      user_id: string
+      price: int
+    time: {field: ts, format: "%Y%m%d%H%M%S%f", timezone: Asia/Shanghai}
+    event_id: bid_id
+    csv: {header: false}
+"""
+# an RTB log's impressions: headerless TSV, local time (UTC+8) with milliseconds after the seconds
+RTB_TSV = (
+    "b1\t20170613000004123\tu1\t300\n"
+    "b2\t20170613000004124\tu2\t300\n"
+    "b3\t20170613152201007\tu1\t280\n"
+    "b4\t20170613000004\tu3\t10\n"  # as Python reads it: 00:00:00.4 (one digit of seconds, one of fraction)
+)
+RTB_EVENT_MS = {
+    "b1": 1_497_283_204_123,  # 2017-06-12T16:00:04.123Z
+    "b2": 1_497_283_204_124,
+    "b3": 1_497_338_521_007,  # 2017-06-13T07:22:01.007Z
+    "b4": 1_497_283_200_400,
+}
+
+
+def test_a_headerless_tsv_with_local_milliseconds_keeps_them(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from clickwise.cli import app
+    from clickwise.spec import parse_pipeline
+
+    path = tmp_path / "impressions.tsv"
+    path.write_text(RTB_TSV)
+    ingestor = Ingestor(parse_pipeline(RTB_PIPELINE, source="rtb"), open_root(tmp_path / "root"), clock=NOW)
+    assert ingestor.ingest_files([str(path)]).streams["impressions"].accepted == 4
+    stored = ingestor.lake.read_all("impressions", columns=["bid_id", EVENT_MS]).to_pylist()
+    assert {row["bid_id"]: row[EVENT_MS] for row in stored} == RTB_EVENT_MS
+    pipeline_file = tmp_path / "rtb.yaml"
+    pipeline_file.write_text(RTB_PIPELINE)
+    root = tmp_path / "cli-root"
+    result = CliRunner().invoke(
+        app, ["ingest", "-p", str(pipeline_file), "--root", str(root), str(path), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.output)["impressions"]["accepted"] == 4
+    lake = Lake(open_root(root), ingestor.pipeline)
+    stored = lake.read_all("impressions", columns=["bid_id", EVENT_MS]).to_pylist()
+    assert {row["bid_id"]: row[EVENT_MS] for row in stored} == RTB_EVENT_MS

@@ -125,6 +125,41 @@ def test_every_row_is_either_kept_or_rejected(rows: list[tuple[str | None, objec
     assert good.num_rows == expected_good
 
 
+def _fraction_stream(time: dict[str, str]) -> StreamDef:
+    return StreamDef.model_validate(
+        {
+            "fields": {"bid_id": "string", "ts": "string"},
+            "time": {"field": "ts", **time},
+            "event_id": "bid_id",
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("time", "texts"),
+    [
+        ({"format": "%Y%m%d%H%M%S%f", "timezone": "Asia/Shanghai"}, ["20170613000004123", "20170613000004"]),
+        ({"format": "%Y%m%d%H%M%S%f", "timezone": "+08:00"}, ["20170613000004123", "20170613000004"]),
+        (
+            {"format": "%Y-%m-%d %H:%M:%S.%f%z"},
+            ["2017-06-13 00:00:04.123+0800", "2017-06-13 00:00:00.4+0800"],
+        ),
+    ],
+)
+def test_percent_f_keeps_the_milliseconds_of_http_and_broker_records(
+    time: dict[str, str], texts: list[str]
+) -> None:
+    records = pa.Table.from_pylist([{"bid_id": f"b{i}", "ts": text} for i, text in enumerate(texts)])
+    good, rejected = validate(records, _fraction_stream(time), now_ms=NOW_MS)
+    assert len(rejected.rows) == 0
+    assert good.column(EVENT_MS).to_pylist() == [1_497_283_204_123, 1_497_283_200_400]
+
+
+def test_a_percent_f_pattern_that_cannot_be_read_is_refused_naming_one_that_can() -> None:
+    with pytest.raises(ValueError, match=r"'%T' cannot be combined with %f.*'%Y-%m-%d %H:%M:%S\.%f'"):
+        _fraction_stream({"format": "%Y-%m-%d %T.%f", "timezone": "UTC"})
+
+
 # --- the one-record form -----------------------------------------------------------------------
 
 IMPRESSIONS = load_pipeline(example_path("adclick")).streams["impressions"]
