@@ -325,10 +325,12 @@ def ingest(
             _print_json(result)
             return
         table = Table(
-            "stream", "accepted", "rejected", "duplicates", "filtered", "inputs", "already ingested"
-        )
+            "stream", "accepted", "rejected", "duplicates", "conflicts", "filtered", "inputs",
+            "already ingested",
+        )  # fmt: skip
         for name, c in report.streams.items():
-            numbers = (c.accepted, c.rejected, c.duplicates, c.filtered, c.inputs, c.skipped_inputs)
+            numbers = [c.accepted, c.rejected, c.duplicates, c.conflicts, c.filtered, c.inputs]
+            numbers.append(c.skipped_inputs)
             table.add_row(name, *(f"{n:,}" for n in numbers))
         out.print(table)
         out.print(f"lake: {r.url}/lake")

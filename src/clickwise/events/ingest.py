@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 
 from clickwise.enrich.apply import Enricher
@@ -19,10 +20,10 @@ from clickwise.events.deadletters import DeadLetterBatch, DeadLetters
 from clickwise.events.dedup import EventIdIndex
 from clickwise.events.lake import Lake
 from clickwise.events.readers import InputFile, RawChunk, expand_inputs, read_chunks, row_json_texts
-from clickwise.events.validate import validate
+from clickwise.events.validate import CONTENT_DIGEST, validate
 from clickwise.spec import Pipeline
 from clickwise.storage import Root
-from clickwise.time import Clock, SystemClock
+from clickwise.time import Clock, SystemClock, format_ms
 
 Progress = Callable[[int, int], None]
 """Called with (bytes done, bytes in all) as inputs are read."""
@@ -35,11 +36,14 @@ class StreamCounts:
     accepted: int = 0
     rejected: int = 0
     duplicates: int = 0
+    conflicts: int = 0
+    """Records whose event id was stored with different content (in dead letters, not rejected)."""
     filtered: int = 0
     inputs: int = 0
     skipped_inputs: int = 0
     problems: list[tuple[int, str, str | None]] = field(default_factory=list, repr=False)
-    """(row, reason, field) of each rejected record of an in-memory batch (rows count from 0)."""
+    """(row, reason, field) of each rejected or conflicting record of an in-memory batch (rows count
+    from 0)."""
     files: list[str] = field(default_factory=list, repr=False)
     """Lake files written for an in-memory batch."""
 
@@ -98,7 +102,7 @@ class Ingestor:
         tag = digest[:20]
         self.lake.remove_tag(stream, tag, chunks=True)
         self.dead.remove_tag(stream, tag, chunks=True)
-        before = (counts.accepted, counts.rejected, counts.duplicates)
+        before = (counts.accepted, counts.rejected, counts.duplicates, counts.conflicts)
         files: list[str] = []
         for number, chunk in enumerate(read_chunks(source, self.pipeline.streams[stream])):
             files += self._ingest_chunk(chunk, stream, source, f"{tag}-{number:05d}", counts)
@@ -111,6 +115,7 @@ class Ingestor:
                 "accepted": counts.accepted - before[0],
                 "rejected": counts.rejected - before[1],
                 "duplicates": counts.duplicates - before[2],
+                "conflicts": counts.conflicts - before[3],
                 "ingested_ms": self.clock.now_ms(),
                 "files": files,
             },
@@ -182,7 +187,10 @@ class Ingestor:
         dead = DeadLetterBatch()
         for reject in chunk.rejects:
             dead.add(reject.reason, None, reject.raw, reject.row, chunk.origin(reject.row))
-        valid, rejected = validate(chunk.table, self.pipeline.streams[stream], now_ms=now_ms)
+        definition = self.pipeline.streams[stream]
+        valid, rejected = validate(
+            chunk.table, definition, now_ms=now_ms, digests=definition.event_id is not None
+        )
         if len(rejected.rows):
             rows = rejected.rows.tolist()
             if source is None:  # an in-memory batch: its caller answers per record
@@ -191,7 +199,8 @@ class Ingestor:
                 chunk.source_rows(rows), rejected.reasons, rejected.fields, chunk.raw_text(rows), strict=True
             ):
                 dead.add(reason, field_name, raw, row, chunk.origin(row))
-        valid = self._dedup(valid, stream, counts)
+        rejects = len(dead)
+        valid = self._dedup(valid, stream, counts, rejected.valid_rows, chunk, dead, source is None)
         valid = self._enricher(stream).enrich_many(valid)
         files = self.lake.write(stream, valid, tag)
         self.dead.write(
@@ -202,7 +211,8 @@ class Ingestor:
             arrival_ms=now_ms,
         )
         counts.accepted += valid.num_rows
-        counts.rejected += len(dead)
+        counts.rejected += rejects
+        counts.conflicts += len(dead) - rejects
         counts.filtered += rejected.filtered
         return files
 
@@ -211,17 +221,49 @@ class Ingestor:
         seconds for a large lake, which a service should spend before it says it is ready)."""
         for stream, definition in self.pipeline.streams.items():
             if definition.event_id is not None and stream not in self._indexes:
-                self._indexes[stream] = EventIdIndex(self.lake, stream, definition.event_id)
+                self._indexes[stream] = EventIdIndex(self.lake, stream, definition)
 
-    def _dedup(self, valid: pa.Table, stream: str, counts: StreamCounts) -> pa.Table:
-        id_field = self.pipeline.streams[stream].event_id
-        if id_field is None or valid.num_rows == 0:
+    def _dedup(
+        self,
+        valid: pa.Table,
+        stream: str,
+        counts: StreamCounts,
+        rows: np.ndarray | None,
+        chunk: RawChunk,
+        dead: DeadLetterBatch,
+        in_memory: bool,
+    ) -> pa.Table:
+        """Drop re-deliveries of stored records; send records whose id was stored with different
+        content to ``dead`` (``rows``: the chunk row of each valid row)."""
+        definition = self.pipeline.streams[stream]
+        id_field = definition.event_id
+        if id_field is None:
+            return valid
+        judged, valid = valid, valid.drop_columns([CONTENT_DIGEST])
+        if valid.num_rows == 0:
             return valid
         if stream not in self._indexes:
-            self._indexes[stream] = EventIdIndex(self.lake, stream, id_field)
-        fresh = self._indexes[stream].new_mask(valid.column(id_field))
-        counts.duplicates += int(len(fresh) - fresh.sum())
-        return valid if fresh.all() else valid.filter(pa.array(fresh))
+            self._indexes[stream] = EventIdIndex(self.lake, stream, definition)
+        verdict = self._indexes[stream].check_many(judged)
+        counts.duplicates += verdict.duplicates
+        if len(verdict.conflicts):
+            assert rows is not None
+            chunk_rows = rows[verdict.conflicts].tolist()
+            ids = valid.column(id_field).take(pa.array(verdict.conflicts)).to_pylist()
+            reasons = [
+                f"conflicting duplicate: event id {event_id!r} is stored with different content "
+                f"(the stored record's event time is {format_ms(int(stored_ms))})"
+                for event_id, stored_ms in zip(ids, verdict.conflict_stored_ms.tolist(), strict=True)
+            ]
+            if in_memory:  # its caller answers per record
+                counts.problems.extend(
+                    (row, reason, id_field) for row, reason in zip(chunk_rows, reasons, strict=True)
+                )
+            for row, reason, raw in zip(
+                chunk.source_rows(chunk_rows), reasons, chunk.raw_text(chunk_rows), strict=True
+            ):
+                dead.add(reason, id_field, raw, row, chunk.origin(row))
+        return valid if verdict.fresh.all() else valid.filter(pa.array(verdict.fresh))
 
     def _enricher(self, stream: str) -> Enricher:
         if stream not in self._enrichers:

@@ -27,6 +27,10 @@ from clickwise.time import EPOCH_FORMATS, parse_time_column
 
 EVENT_MS = "_event_ms"
 ARRIVAL_MS = "_arrival_ms"
+CONTENT_DIGEST = "_content_digest"
+"""A 64-bit digest of a record's content (see :func:`content_digests`), for de-duplication only:
+never stored, and comparable only within one process."""
+_DIGEST_SEED = 0xC0_47E4_7
 _POLARS = {"string": pl.String, "int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean}
 _MAX_SHOWN = 80
 
@@ -42,13 +46,18 @@ class Rejected:
     reasons: list[str]
     fields: list[str | None]
     filtered: int = 0
+    valid_rows: np.ndarray | None = None
+    """Indices into the chunk of the valid rows, in the order of the typed table."""
 
 
-def validate(raw: pa.Table, stream: StreamDef, *, now_ms: int) -> tuple[pa.Table, Rejected]:
+def validate(
+    raw: pa.Table, stream: StreamDef, *, now_ms: int, digests: bool = False
+) -> tuple[pa.Table, Rejected]:
     """Split a raw chunk into typed valid rows and rejected ones.
 
     ``now_ms`` is the moment of ingest: it stamps ``_arrival_ms`` (unless the stream takes arrival
-    time from the data) and bounds how far in the future an event time may be.
+    time from the data) and bounds how far in the future an event time may be. ``digests`` adds
+    a ``_content_digest`` column (:func:`content_digests`) after the others.
     """
     # only declared fields are read: other keys are ignored, and some (a NUL inside a name) would
     # even collide with a declared one once polars has the columns
@@ -84,11 +93,41 @@ def validate(raw: pa.Table, stream: StreamDef, *, now_ms: int) -> tuple[pa.Table
     problem = _first_problem(rows, [mask for mask, _, _ in checks])
     bad = np.flatnonzero(problem >= 0)
     rejected = _describe(bad, problem, checks, frame)
-    rejected = Rejected(kept[rejected.rows], rejected.reasons, rejected.fields, raw.num_rows - rows)
+    rejected = Rejected(
+        kept[rejected.rows], rejected.reasons, rejected.fields, raw.num_rows - rows, kept[problem < 0]
+    )
     good = pl.DataFrame({**typed, EVENT_MS: event_ms, ARRIVAL_MS: arrival_ms})
     if len(bad):
         good = good.filter(pl.Series(problem < 0))
+    if digests:
+        good = good.with_columns(content_digests(good, stream))
     return _to_arrow(good, stream), rejected
+
+
+def content_fields(stream: StreamDef) -> list[str]:
+    """What makes two records of a stream "the same record": every declared field but the time
+    fields, and the event time (as a moment: ``"2024-01-01T08:00:00+08:00"`` and
+    ``"2024-01-01T00:00:00Z"`` are the same). Arrival time is left out, so a re-delivery of a
+    record is the same record; enrichments are left out, as they are computed from the fields."""
+    times = {stream.time.field} | ({stream.arrival_time.field} if stream.arrival_time is not None else set())
+    return [name for name in stream.fields if name not in times] + [EVENT_MS]
+
+
+def content_digests(frame: pl.DataFrame, stream: StreamDef) -> pl.Series:
+    """A 64-bit digest of each row's :func:`content_fields` (typed as the stream declares them).
+
+    Two records share a digest when their content is equal, and otherwise with probability
+    2**-64; digests are comparable within one process only (polars may change its hash).
+    """
+    fields = content_fields(stream)
+    types = {name: _POLARS[spec.type] for name, spec in stream.fields.items()} | {EVENT_MS: pl.Int64}
+    columns = [
+        pl.col(name).cast(types[name])
+        if name in frame.columns
+        else pl.lit(None, dtype=types[name]).alias(name)
+        for name in fields
+    ]
+    return frame.select(columns).hash_rows(seed=_DIGEST_SEED).alias(CONTENT_DIGEST)
 
 
 _SAFE_INT = 2**53  # beyond this, int and float comparisons differ between Python and the columns
@@ -316,5 +355,7 @@ def _to_arrow(good: pl.DataFrame, stream: StreamDef) -> pa.Table:
         pa.field(EVENT_MS, pa.int64(), nullable=False),
         pa.field(ARRIVAL_MS, pa.int64(), nullable=False),
     ]
+    if CONTENT_DIGEST in good.columns:
+        fields.append(pa.field(CONTENT_DIGEST, pa.uint64(), nullable=False))
     columns = [table.column(f.name).cast(f.type) for f in fields]
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))

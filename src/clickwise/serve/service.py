@@ -66,6 +66,7 @@ class IngestResult:
     accepted: int
     rejected: int
     duplicates: int
+    conflicts: int  # an event id stored with different content (also in errors, with the stored time)
     errors: list[dict[str, Any]]
     watermark_ms: int | None
 
@@ -169,7 +170,9 @@ class Service:
             mine = self._note_written({stream: counts.files})
         watermark = self._apply_upto(mine)
         errors = [{"index": row, "field": field, "reason": reason} for row, reason, field in counts.problems]
-        return IngestResult(counts.accepted, counts.rejected, counts.duplicates, errors, watermark)
+        return IngestResult(
+            counts.accepted, counts.rejected, counts.duplicates, counts.conflicts, errors, watermark
+        )
 
     def _note_written(self, files: dict[str, list[str]]) -> int:
         """Remember lake files to apply (under the write lock); returns the write's number."""
