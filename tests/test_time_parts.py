@@ -18,6 +18,7 @@ from clickwise.examples import example_path
 from clickwise.features import FeatureSet
 from clickwise.model import train
 from clickwise.serve import Service
+from clickwise.serve.service import ONE_BY_ONE
 from clickwise.spec import Pipeline, parse_pipeline
 from clickwise.storage import open_root
 from clickwise.synth import generate
@@ -98,6 +99,14 @@ def test_a_1522_shanghai_impression_is_hour_15_offline_and_online(tmp_path: Path
     assert one["features"]["hour_of_day"] == 15
     many = service.decide([{**opportunity, "impression_id": f"o{i}"} for i in range(40)], explain=True)
     assert {answer["features"]["hour_of_day"] for answer in many} == {15}
+
+    # without its time, an opportunity happens when it arrives, written in the stream's own format
+    untimed = {key: value for key, value in opportunity.items() if key != "ts"}
+    before = service.clock.now_ms() // 1000 * 1000
+    now = service.decide([untimed], explain=True)[0]
+    assert before <= now["as_of_ms"] <= service.clock.now_ms()
+    assert now["features"]["hour_of_day"] == _shanghai_hour(now["as_of_ms"])
+    assert len(service.decide([untimed] * (ONE_BY_ONE + 1))) == ONE_BY_ONE + 1  # the column path too
 
 
 def test_a_time_part_takes_its_own_zone_and_both_paths_agree(tmp_path: Path) -> None:

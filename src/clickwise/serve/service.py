@@ -10,6 +10,7 @@ used (``<root>/decisions/``), so the label join can turn served decisions into t
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
@@ -40,7 +41,7 @@ from clickwise.spec.features import DecisionDef
 from clickwise.storage import Root
 from clickwise.tables import Tables
 from clickwise.tables.engine import LIVE_CHECKPOINT_S, TableReadError
-from clickwise.time import Clock, SystemClock, format_ms, parse_instant_ms
+from clickwise.time import Clock, SystemClock, format_ms, ms_to_datetime, parse_instant_ms, parse_zone
 
 MAX_KEY_LENGTH = 1024
 DECISION_LOG = "decisions"
@@ -304,7 +305,13 @@ class Service:
         try:
             return parse_instant_ms(text)
         except ClickwiseError as exc:
-            raise ServiceError(400, "bad_time", str(exc), field) from None
+            message = str(exc)
+            if _PLUS_AS_SPACE.fullmatch(text):
+                message += (
+                    "; its '+' was read as a space (in a URL query '+' means a space): "
+                    "write the offset as %2B08:00, or give the time in UTC with Z, or as epoch ms"
+                )
+            raise ServiceError(400, "bad_time", message, field) from None
 
     def lookup(self, table: str, key: Any, as_of_ms: int | None) -> dict[str, Any]:
         with self.lock:
@@ -454,10 +461,9 @@ class Service:
         record = dict(record)
         time_field = definition.time.field
         if record.get(time_field) is None:  # an opportunity happens now unless it says when
-            if definition.time.format == "epoch_ms":
-                record[time_field] = now_ms
-            elif definition.time.format == "epoch_s":
-                record[time_field] = now_ms // 1000
+            now = _written_as(now_ms, definition.time.format, definition.time.timezone)
+            if now is not None:  # (else validation names the missing field)
+                record[time_field] = now
         if definition.event_id and record.get(definition.event_id) is None:
             record[definition.event_id] = uuid.uuid4().hex
         return record
@@ -611,6 +617,26 @@ def _outcome(decision: DecisionDef, first_rule: int, p_click: float, cost: float
     if p_click * decision.value_per_click > cost:
         return "serve", []
     return "skip", ["below value threshold: p_click x value per click <= cost"]
+
+
+_PLUS_AS_SPACE = re.compile(r"\s*\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)? \d{2}(:?\d{2})?\s*")
+"""An ISO time whose ``+`` offset became a space in a URL query (``...T10:00:00 08:00``)."""
+
+_EPOCH_PER_MS = {"epoch_ms": (1, 1), "epoch_s": (1, 1000), "epoch_us": (1000, 1), "epoch_ns": (1_000_000, 1)}
+
+
+def _written_as(now_ms: int, fmt: str, zone: str | None) -> int | str | None:
+    """``now_ms`` written as a stream's time field is (an epoch number, ISO text, or text of its
+    strptime pattern in its zone); None when the pattern cannot write it."""
+    if fmt in _EPOCH_PER_MS:
+        multiply, divide = _EPOCH_PER_MS[fmt]
+        return now_ms * multiply // divide
+    if fmt == "iso":
+        return format_ms(now_ms)
+    try:
+        return ms_to_datetime(now_ms).astimezone(parse_zone(zone or "UTC")).strftime(fmt)
+    except (ValueError, ClickwiseError):
+        return None
 
 
 def _records_table(records: list[dict[str, Any]]) -> pa.Table:
