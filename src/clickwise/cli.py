@@ -687,33 +687,72 @@ def verify(
     _run(body)
 
 
+DataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        help="A training set from `clickwise dataset` (Parquet, CSV or --sagemaker: the folder holding "
+        "_dataset.json). Default: ROOT/rows, the rows `clickwise run` emits.",
+    ),
+]
+
+
+def _training_data(pipeline_path: Path, root: str | None, data: str | None) -> tuple[Any, str]:
+    """The pipeline and the training set's URL: ``data``, else the rows ``clickwise run`` emits under
+    the root (``--root``, else the pipeline's ``storage.root``); a missing one is an error, never
+    created."""
+    from clickwise.dataset.stream import ROWS
+    from clickwise.spec import load_pipeline
+
+    p = load_pipeline(pipeline_path)
+    if data is not None:
+        return p, data
+    base = (root or p.storage.root).rstrip("/")
+    return p, f"{base}/{ROWS}"
+
+
 @app.command()
 def train(
     pipeline: PipelineOpt,
-    data: Annotated[str, typer.Option("--data", help="The training set (from `clickwise dataset`).")],
+    data: DataOpt = None,
+    root: RootOpt = None,
     out_url: Annotated[str, typer.Option("--out", help="Models folder; each run adds a version.")] = "models",
     truth: Annotated[
         str | None, typer.Option(help="The generator's truth folder, for Bayes-optimal metrics.")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train the pipeline's model with a time split; write a versioned model with metrics and a report."""
+    """Train the pipeline's model with a time split; write a versioned model with metrics and a report.
+    Prints the rows and positives of each part of the split and the trees kept, and warns when a
+    part holds fewer than 50 positives (its AUC then means little)."""
 
     def body() -> None:
         from clickwise.model import train as run_train
-        from clickwise.spec import load_pipeline
 
-        p = load_pipeline(pipeline)
+        p, url = _training_data(pipeline, root, data)
         with _progress("training", enabled=not as_json) as update:
-            result = run_train(p, data, out_url, truth=truth, progress=update)
+            result = run_train(p, url, out_url, truth=truth, progress=update)
+        summary = result.to_json()
+        for warning in summary["warnings"]:
+            err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
         if as_json:
-            _print_json(result.to_json())
+            _print_json(summary)
             return
-        for line in _describe_metrics(result.to_json()):
+        for line in [_describe_split(summary), *_describe_metrics(summary)]:
             out.print(line, highlight=False, soft_wrap=True)
         out.print(f"model {result.version}: {result.model_dir} (report.html)", highlight=False)
 
     _run(body)
+
+
+def _describe_split(result: dict[str, Any]) -> str:
+    names = {"fit": "fit", "early_stop": "early stopping", "validation": "validation"}
+    parts = [
+        f"{name} {result['rows'][part]:,} rows ({result['positives'][part]:,} positive)"
+        for part, name in names.items()
+        if result["rows"][part]
+    ]
+    return "split: " + ", ".join(parts) + f"; {result['trees']} trees kept of at most {result['max_rounds']}"
 
 
 def _describe_metrics(result: dict[str, Any]) -> list[str]:
@@ -746,12 +785,18 @@ def _describe_metrics(result: dict[str, Any]) -> list[str]:
 @app.command()
 def evaluate(
     pipeline: PipelineOpt,
-    data: Annotated[str, typer.Option("--data", help="The training set the model was trained on.")],
+    data: DataOpt = None,
+    root: RootOpt = None,
     model: Annotated[
         str, typer.Option("--model", help="A model folder, or a models folder (its latest).")
     ] = "models",
     out_url: Annotated[
-        str | None, typer.Option("--out", help="Folder for money.json and savings.png.")
+        str | None,
+        typer.Option(
+            "--out",
+            help="Folder for money.json and savings.png. Default: the model's folder, where its "
+            "report.html links to them.",
+        ),
     ] = None,
     truth: Annotated[
         str | None, typer.Option(help="The generator's truth folder: bot clicks then count as worth nothing.")
@@ -763,10 +808,10 @@ def evaluate(
     def body() -> None:
         from clickwise.model import evaluate as run_evaluate
         from clickwise.model import resolve
-        from clickwise.spec import load_pipeline
 
-        p = load_pipeline(pipeline)
-        report = run_evaluate(p, data, resolve(model), out_url, truth=truth)
+        p, url = _training_data(pipeline, root, data)
+        model_dir = resolve(model)
+        report = run_evaluate(p, url, model_dir, out_url or model_dir, truth=truth)
         if as_json:
             _print_json(report.to_json())
             return

@@ -32,6 +32,7 @@ from clickwise.model.dataset import EVENT_MS, read_training_set
 from clickwise.model.errors import ModelError, TrainingDataError
 from clickwise.model.plots import savings_png
 from clickwise.model.predictor import Predictor
+from clickwise.model.report import MONEY_JSON, MONEY_PNG
 from clickwise.model.truth import bot_rows
 from clickwise.spec import EventFeature, Pipeline
 from clickwise.spec.features import DecisionDef, RuleDef
@@ -41,7 +42,6 @@ MULTIPLIERS = tuple(float(m) for m in np.round(np.geomspace(0.1, 10.0, 41), 4))
 """Threshold multipliers of the sweep: 0.1 to 10, evenly on a log scale, 1.0 included."""
 
 SKIPPED = "expected value not above cost"
-MONEY_JSON, MONEY_PNG = "money.json", "savings.png"
 
 _COMPARE = {
     "eq": pc.equal,

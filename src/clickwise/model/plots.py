@@ -38,30 +38,80 @@ def roc_png(curves: Curves) -> bytes:
 
 
 def calibration_png(y: np.ndarray, p: np.ndarray, *, bins: int = 20) -> bytes:
-    mean_p, rate, _ = calibration_curve(y, p, bins=bins)
+    return _png(calibration_figure(y, p, bins=bins))
+
+
+def calibration_figure(y: np.ndarray, p: np.ndarray, *, bins: int = 20) -> Figure:
+    """Observed click rate against mean prediction per equal-frequency bin, on **log** axes: click
+    probabilities span orders of magnitude (0.1% to 30%), and on linear axes every bin but the last
+    few sits in one corner. A bin without a click is drawn at the bottom edge as an open marker;
+    each bin holds ``len(y) / bins`` rows."""
+    mean_p, rate, count = calibration_curve(y, p, bins=bins)
     figure = Figure(figsize=_SIZE)
     ax = figure.add_subplot()
-    top = float(max(mean_p.max(initial=0.0), rate.max(initial=0.0), 1e-6)) * 1.05
-    ax.plot([0, top], [0, top], color="grey", linestyle=":", linewidth=1)
-    ax.plot(mean_p, rate, marker="o", markersize=3, linewidth=1.2)
+    positive = np.concatenate([mean_p[mean_p > 0], rate[rate > 0]])
+    low = float(positive.min()) / 1.6 if positive.size else 1e-4
+    high = min(1.0, float(positive.max()) * 1.6) if positive.size else 1.0
+    ax.plot([low, high], [low, high], color="grey", linestyle=":", linewidth=1, label="perfect calibration")
+    clicked = rate > 0
+    ax.plot(mean_p[clicked], rate[clicked], marker="o", markersize=4, linewidth=1.2, label="model")
+    if (~clicked).any():
+        ax.plot(
+            np.maximum(mean_p[~clicked], low),
+            np.full(int((~clicked).sum()), low),
+            marker="o",
+            markersize=4,
+            linestyle="none",
+            fillstyle="none",
+            color="#c44e52",
+            label="bin without a click",
+        )
+    rows = int(count.sum() // max(len(count), 1))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
     ax.set(
-        xlabel="mean predicted p(click)",
-        ylabel="observed click rate",
-        title=f"Calibration ({bins} equal-frequency bins)",
-        xlim=(0, top),
-        ylim=(0, top),
+        xlabel="mean predicted p(click) (log)",
+        ylabel="observed click rate (log)",
+        title=f"Calibration: {len(count)} equal-frequency bins of ~{rows:,} rows",
+        xlim=(low, high),
+        ylim=(low / 1.05, high),
     )
-    return _png(figure)
+    ax.legend(loc="upper left", fontsize="small")
+    ax.grid(True, which="major", linewidth=0.4, alpha=0.5)
+    return figure
 
 
-def importance_png(gain: Mapping[str, float], *, top: int = 25) -> bytes:
-    ranked = sorted(gain.items(), key=lambda item: item[1], reverse=True)[:top][::-1]
-    figure = Figure(figsize=(_SIZE[0], max(2.0, 0.25 * len(ranked) + 1)))
+def importance_png(gain: Mapping[str, float], *, top: int = 20) -> bytes:
+    return _png(importance_figure(gain, top=top))
+
+
+def importance_figure(gain: Mapping[str, float], *, top: int = 20) -> Figure:
+    """The ``top`` features by share of the total gain, largest on top, on a log axis (one feature
+    often takes most of the gain; on a linear axis the rest are invisible), each bar labelled with its
+    share. Features without gain are counted in the title."""
+    total = float(sum(gain.values()))
+    used = {name: value for name, value in gain.items() if value > 0}
+    ranked = sorted(used.items(), key=lambda item: (-item[1], item[0]))[:top][::-1]
+    figure = Figure(figsize=(_SIZE[0] * 1.25, max(2.4, 0.28 * len(ranked) + 1.2)))
     ax = figure.add_subplot()
-    ax.barh([name for name, _ in ranked], [value for _, value in ranked], color="#4c72b0")
-    ax.set(xlabel="total gain", title="Feature importance (gain)")
+    shares = [100.0 * value / total for _, value in ranked] if total > 0 else []
+    bars = ax.barh([name for name, _ in ranked], shares, color="#4c72b0")
+    ax.bar_label(bars, labels=[_percent(share) for share in shares], padding=3, fontsize="x-small")
+    if shares:
+        ax.set_xscale("log")
+        ax.set_xlim(min(shares) / 2, max(shares) * 4)
+    unused = len(gain) - len(used)
+    shown = f"top {len(ranked)} of {len(used)} used" if len(used) > len(ranked) else f"{len(used)} used"
+    ax.set(
+        xlabel="share of the total gain, % (log)",
+        title=f"Feature importance (gain): {shown}" + (f", {unused} unused" if unused else ""),
+    )
     ax.tick_params(axis="y", labelsize="small")
-    return _png(figure)
+    return figure
+
+
+def _percent(share: float) -> str:
+    return f"{share:.1f}%" if share >= 0.1 else f"{share:.2g}%"
 
 
 def gains_png(curves: Curves) -> bytes:

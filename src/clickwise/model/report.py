@@ -1,8 +1,10 @@
 """``report.html``: one self-contained page (charts embedded as base64 PNG) that explains a model.
 
 It shows the validation metrics of the model beside the baseline without table features (and beside
-the Bayes-optimal predictor when the generator's truth was given), the split, the parameters, and four
-charts: ROC, calibration, feature importance (gain), cumulative gains and lift.
+the Bayes-optimal predictor when the generator's truth was given), warnings (a part of the split with
+too few positives), the split with its positives, the parameters, four charts (ROC, calibration on
+log axes, feature importance as shares of the gain, cumulative gains and lift) and a link to the
+money replay, which ``clickwise evaluate`` writes beside the report (``money.json``, ``savings.png``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import numpy as np
 
 from clickwise.model import plots
 from clickwise.time import format_ms
+
+MONEY_JSON, MONEY_PNG = "money.json", "savings.png"
 
 METRIC_ROWS = (
     ("auc", "ROC AUC"),
@@ -35,6 +39,7 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.7em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 img { margin: 0.4em; border: 1px solid #eee; }
 code { background: #f4f4f4; padding: 0 0.2em; }
+.warn { color: #a33; }
 """
 
 
@@ -71,7 +76,11 @@ def render(card: Mapping[str, Any], curves: plots.Curves, gain: Mapping[str, flo
         "model": metrics["model"],
         "baseline (no table features)": metrics["baseline"],
     }
-    sections = [f"<h2>Validation metrics</h2>{metrics_table(columns)}"]
+    sections = []
+    if card.get("warnings"):
+        items = "".join(f"<li>{html.escape(w)}</li>" for w in card["warnings"])
+        sections.append(f"<h2>Warnings</h2><ul class='warn'>{items}</ul>")
+    sections.append(f"<h2>Validation metrics</h2>{metrics_table(columns)}")
     if truth is not None:
         sections.append(
             "<h2>Against the truth</h2>"
@@ -101,6 +110,7 @@ def render(card: Mapping[str, Any], curves: plots.Curves, gain: Mapping[str, flo
         + _image(plots.importance_png(gain), "feature importance")
         + _image(plots.gains_png(curves), "cumulative gains and lift")
     )
+    sections.append(_money_section(card))
     sections.append(
         f"<h2>Split</h2>{_split_table(card['split'])}<p>{html.escape(card['split']['method'])}</p>"
     )
@@ -115,9 +125,27 @@ def render(card: Mapping[str, Any], curves: plots.Curves, gain: Mapping[str, flo
         f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
         f"<p>{html.escape(card['kind'])} · pipeline fingerprint "
         f"<code>{html.escape(card['pipeline']['fingerprint'])}</code>"
-        f" · data {html.escape(card['data']['url'])} · {card['trees']} trees</p>"
+        f" · data {html.escape(card['data']['url'])} · {_trees(card)}</p>"
         + "".join(sections)
         + "</body></html>\n"
+    )
+
+
+def _trees(card: Mapping[str, Any]) -> str:
+    rounds = card.get("max_rounds")
+    return f"{card['trees']} trees kept" + (f" of at most {rounds} rounds" if rounds else "")
+
+
+def _money_section(card: Mapping[str, Any]) -> str:
+    """Links to the money replay that ``clickwise evaluate`` writes into this model's folder."""
+    command = f"clickwise evaluate -p PIPELINE --data {card['data']['url']} --model <this model's folder>"
+    return (
+        "<h2>Money</h2><p>The validation period replayed with the pipeline's decision policy (serve all "
+        "against block / serve / skip): "
+        f"<a href='{MONEY_JSON}'>{MONEY_JSON}</a> and the savings by threshold below, written beside "
+        f"this report by <code>{html.escape(command)}</code>.</p>"
+        f"<object data='{MONEY_PNG}' type='image/png'><p><i>Not evaluated yet: run the command above "
+        "to write the money replay here.</i></p></object>"
     )
 
 
@@ -136,4 +164,4 @@ def _split_table(split: Mapping[str, Any]) -> str:
                 ]
             )
     rows.append(["purged", split["purged_rows"], None, None, None])
-    return _table(["part", "rows", "clicks", "from", "to"], rows)
+    return _table(["part", "rows", "positives", "from", "to"], rows)

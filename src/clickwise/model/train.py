@@ -34,6 +34,11 @@ SEGMENT_SCORE = "segment_score_last"
 """A feature holding the third stream's raw score; its AUC alone is reported when the pipeline has it."""
 
 REPORT = "report.html"
+MIN_POSITIVES = 50
+"""Fewer positive rows than this in a part of the split draws a warning. An AUC measured on ``n``
+positives has a standard error of about ``0.5 / sqrt(n)`` or more at the AUCs of click models (Hanley
+and McNeil), so with 50 positives it is uncertain by +-0.07 and two models that differ by less than
+0.1 cannot be told apart; early stopping on so few positives picks its number of trees by noise."""
 PHASES = ("reading the training set", "training the model", "training the baseline", "writing the report")
 
 
@@ -55,16 +60,18 @@ class TrainResult:
     def to_json(self) -> dict[str, Any]:
         """What ``clickwise train --json`` prints."""
         split = self.card["split"]
+        parts = ("fit", "early_stop", "validation")
         return {
             "version": self.version,
             "model_dir": self.model_dir,
             "kind": self.card["kind"],
             "pipeline": self.card["pipeline"],
             "trees": self.card["trees"],
-            "rows": {
-                part: (split[part] or {}).get("rows", 0) for part in ("fit", "early_stop", "validation")
-            },
+            "max_rounds": self.card["max_rounds"],
+            "rows": {part: (split[part] or {}).get("rows", 0) for part in parts},
+            "positives": {part: (split[part] or {}).get("positives", 0) for part in parts},
             "metrics": self.metrics,
+            "warnings": self.card["warnings"],
         }
 
 
@@ -139,8 +146,10 @@ def train(
         },
         "params": model.params,
         "trees": model.booster.trees,
+        "max_rounds": schedule.rounds,
         "metrics": metrics,
         "importance": {"gain": gain},
+        "warnings": few_positives(split.describe(event_ms, labels)),
     }
     curves = {"model": (y_valid, model.validation), "baseline": (y_valid, baseline.validation)}
     booster_bytes = model.booster.to_bytes()
@@ -155,6 +164,33 @@ def train(
     return TrainResult(
         version, join(out, version), {**card, "version": version}, model.validation, baseline.validation
     )
+
+
+def few_positives(split: Mapping[str, Any], *, minimum: int = MIN_POSITIVES) -> list[str]:
+    """Warnings for the parts of a split (as :meth:`TimeSplit.describe` records it) that hold fewer
+    than ``minimum`` positive rows.
+
+    >>> few_positives({"fit": {"rows": 900, "positives": 300}, "early_stop": None,
+    ...                "validation": {"rows": 300, "positives": 12}})  # doctest: +NORMALIZE_WHITESPACE
+    ['the validation rows hold 12 positives (fewer than 50): their AUC is uncertain by about +-0.14,
+      too much to compare models; train on a longer period']
+    """
+    warnings = []
+    names = {"fit": "training", "early_stop": "early-stopping", "validation": "validation"}
+    for part, name in names.items():
+        values = split.get(part)
+        if values is not None and values["positives"] < minimum:
+            noise = 0.5 / max(values["positives"], 1) ** 0.5
+            purpose = {
+                "fit": "the model has little to learn from",
+                "early_stop": "they pick the number of trees by noise",
+                "validation": f"their AUC is uncertain by about +-{noise:.2f}, too much to compare models",
+            }[part]
+            warnings.append(
+                f"the {name} rows hold {values['positives']} positives (fewer than {minimum}): "
+                f"{purpose}; train on a longer period"
+            )
+    return warnings
 
 
 def _steps(progress: Callable[..., None] | None) -> Callable[..., None]:
@@ -255,6 +291,9 @@ def _data_record(data_set: TrainingSet, event_ms: np.ndarray) -> dict[str, Any]:
     manifest = data_set.manifest or {}
     return {
         "url": data_set.url,
+        "format": manifest.get("format", "parquet"),
+        # a SageMaker set's texts travel as codes: the model keeps the list it was trained with
+        "set_encodings": manifest.get("encodings"),
         "from_ms": int(event_ms[0]),
         "to_ms": int(event_ms[-1]),
         "rows_read": data_set.rows_read,
