@@ -185,3 +185,21 @@ def test_client_error_is_importable_from_the_package() -> None:
     from clickwise import ClientError
 
     assert issubclass(ClientError, clickwise.ClickwiseError)
+
+
+def test_lookup_and_history_show_times_in_a_chosen_zone(ingested: Path) -> None:
+    base = ["-p", ADCLICK, "--root", str(ingested)]
+    moment = "2026-01-05T01:30:00Z"
+    shown = runner.invoke(app, ["lookup", "user", "u1", *base, "--as-of", moment, "--tz", "Asia/Shanghai"])
+    assert shown.exit_code == 0, shown.output
+    assert "2026-01-05T09:30:00.000+08:00" in shown.stdout
+    utc = runner.invoke(app, ["lookup", "user", "u1", *base, "--as-of", moment])
+    assert "2026-01-05T01:30:00.000Z" in utc.stdout
+    series = runner.invoke(app, ["history", "user", "u1", *base, "--from", START, "--to", moment,
+                                 "--every", "30m", "--tz", "+05:30"], env={"COLUMNS": "1000"})  # fmt: skip
+    assert series.exit_code == 0, series.output
+    assert (
+        "2026-01-05T05:30:00.000+05:30" in series.stdout and "2026-01-05T07:00:00.000+05:30" in series.stdout
+    )
+    wrong = runner.invoke(app, ["lookup", "user", "u1", *base, "--tz", "Mars/Olympus"])
+    assert wrong.exit_code == 2 and "unknown time zone 'Mars/Olympus'" in wrong.stderr

@@ -411,6 +411,21 @@ def _open_tables(pipeline_path: Path, root: str | None, as_of: str | None) -> tu
     return p, tables, tables.now_ms() if as_of is None else parse_instant_ms(as_of)
 
 
+TzOpt = Annotated[
+    str, typer.Option("--tz", help="Show times on this zone's clock (IANA name or +08:00). Default: UTC.")
+]
+
+
+def _shown_time(epoch_ms: int, zone: str) -> str:
+    """A moment as ISO text on ``zone``'s clock (``Z`` for UTC)."""
+    from clickwise.time import format_ms, ms_to_datetime, parse_zone
+
+    tz = parse_zone(zone)
+    if zone.strip() in ("UTC", "Z", "utc", "z"):
+        return format_ms(epoch_ms)
+    return ms_to_datetime(epoch_ms).astimezone(tz).isoformat(timespec="milliseconds")
+
+
 AsOfOpt = Annotated[
     str | None,
     typer.Option("--as-of", help="ISO-8601 time with zone, or epoch ms. Default: now (after every event)."),
@@ -426,13 +441,13 @@ def lookup(
     ] = None,
     root: RootOpt = None,
     as_of: AsOfOpt = None,
+    tz: TzOpt = "UTC",
     as_json: JsonOpt = False,
 ) -> None:
     """A table's aggregations for one key, now or as of a past moment (events at that moment excluded)."""
 
     def body() -> None:
-        from clickwise.time import format_ms
-
+        _shown_time(0, tz)  # (an unknown zone fails before any work)
         p, tables, moment = _open_tables(pipeline, root, as_of)
         parsed = _parse_key(p, table, key)
         values = tables.get_one(table, parsed, moment)
@@ -445,7 +460,7 @@ def lookup(
         if as_json:
             _print_json({"table": table, "key": key, "as_of_ms": moment, "values": values})
             return
-        grid = Table("aggregation", "value", title=f"{table} {key or ''} as of {format_ms(moment)}")
+        grid = Table("aggregation", "value", title=f"{table} {key or ''} as of {_shown_time(moment, tz)}")
         for name, value in values.items():
             grid.add_row(name, _cell(value))
         out.print(grid)
@@ -492,6 +507,7 @@ def history(
     end: Annotated[str, typer.Option("--to", help="Last moment (inclusive).")] = "",
     every: Annotated[str, typer.Option(help="Step, e.g. 15m, 1h.")] = "1h",
     plot: Annotated[Path | None, typer.Option(help="Also draw the series to this PNG.")] = None,
+    tz: TzOpt = "UTC",
     as_json: JsonOpt = False,
 ) -> None:
     """A key's aggregations at regular moments, printed (and drawn with --plot)."""
@@ -499,7 +515,9 @@ def history(
     def body() -> None:
         from clickwise.tables import Tables
         from clickwise.tables.plot import plot_history
-        from clickwise.time import format_ms, parse_duration_ms, parse_instant_ms
+        from clickwise.time import parse_duration_ms, parse_instant_ms
+
+        _shown_time(0, tz)  # (an unknown zone fails before any work)
 
         if not start or not end:
             raise ClickwiseError("history needs --from and --to (ISO-8601 with zone, or epoch ms)")
@@ -529,7 +547,7 @@ def history(
             cells = [
                 "null" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in row.values()
             ]
-            grid.add_row(format_ms(row["as_of_ms"]), *cells[1:])
+            grid.add_row(_shown_time(row["as_of_ms"], tz), *cells[1:])
         out.print(grid)
         if plot is not None:
             out.print(f"plot: {plot}")
