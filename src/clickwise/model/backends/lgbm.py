@@ -15,9 +15,11 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+from clickwise.cpu import usable_cores
 from clickwise.model.backends.base import Matrix, Progress, Schedule
 
 DEFAULTS: dict[str, Any] = {"objective": "binary", "verbose": -1, "seed": 0, "deterministic": True}
+THREAD_ALIASES = {"num_threads", "num_thread", "nthread", "nthreads", "n_jobs"}
 SMALL = 2_000  # rows scored on the calling thread: waking OpenMP's threads costs more than they save
 
 
@@ -55,6 +57,8 @@ class LightGBMLearner:
         progress: Progress | None = None,
     ) -> tuple[LightGBMBooster, dict[str, Any]]:
         effective = {**DEFAULTS, **params}
+        if not THREAD_ALIASES & effective.keys():  # threads for busy cores wait instead of working
+            effective["num_threads"] = usable_cores()
         matrix, labels = fit
         train_set = lgb.Dataset(
             matrix.values,
