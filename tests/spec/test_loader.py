@@ -30,8 +30,19 @@ def test_adclick_defines_the_seed_features() -> None:
         "impression_id": "impression_id"
     }
     user = pipeline.tables["user"].aggregations
-    assert user["impressions_1h"].hop_ms == 60_000 and user["clicks_7d"].hop_ms == 3_600_000
-    assert user["domains_30d"].hop_ms == 86_400_000 and user["impressions_total"].window is None
+    # windows are exact unless a hop is declared: "24h" means the last 24 hours
+    assert all(agg.hop is None and agg.hop_ms == 1 for agg in user.values())
+    assert user["impressions_total"].window is None
+
+
+def test_a_window_longer_than_its_tables_retention_is_an_error() -> None:
+    text = Path(ADCLICK).read_text().replace("    retention: 2d\n", "    retention: 12h\n")
+    text = text.replace(
+        "country: {stream: impressions, op: last, field: country, window: lifetime}",
+        "country: {stream: impressions, op: last, field: country, window: 1d}",
+    )
+    with pytest.raises(PipelineError, match=r"window \(1d\) is longer than the table's retention \(12h\)"):
+        parse_pipeline(text)
 
 
 def test_talkingdata_loads() -> None:

@@ -6,13 +6,19 @@ events (``Lake.read_all(stream).to_pylist()``) and computes every value by scann
 The value of aggregation ``a`` (window ``w``, hop ``h``) of a table for key ``k`` at ``T`` covers
 the events of ``k`` with::
 
-    floor(T - w, h) <= _event_ms < T          (``lifetime``: _event_ms < T)
+    floor(T - w, h) <= _event_ms < T          (h is 1 ms unless declared: exact windows)
+    T - R <= _event_ms < T                    (``lifetime``, R the table's retention)
 
 Events are grouped by table key once; a read slices its group by event time with ``bisect`` and
 aggregates the slice in plain Python. A stream's joins (``streams.<s>.joins``) are applied to its
 events before they are grouped: each output field gets the join table's aggregation as of the
-event's own time ``t``, inclusive (``floor(t - w, h) <= _event_ms <= t``; ``time_since_last`` is
-then ``t - last``).
+event's own time ``t``, inclusive: the value as of ``t + 1`` (``floor(t + 1 - w, h) <= _event_ms <=
+t``; ``time_since_last`` is then ``t - last``).
+
+Retention: a table takes an event only when it arrived at most the table's retention ``R`` behind
+the watermark it arrived to: ``_event_ms >= seen - allowed_lateness - R``, where ``seen`` is the
+highest ``_event_ms`` of all events (every stream) with a strictly smaller ``_arrival_ms``. When the
+table's inputs from that stream include a join's output, the join tables' retentions count too.
 
 Choices where the definition leaves room (keep them in step with the report to the engine's owner):
 
@@ -201,6 +207,12 @@ class Oracle:
         }
         self._types = {name: pipeline.stream_fields(name) for name in pipeline.streams}
         self._joined: dict[str, list[Event]] = {}
+        arrivals = sorted((e[ARRIVAL_MS], e[EVENT_MS]) for stream in self._raw.values() for e in stream)
+        self._arrivals = [a for a, _ in arrivals]
+        self._seen_through: list[int] = []  # highest event time of arrivals[: i + 1]
+        for _, event_ms in arrivals:
+            previous = self._seen_through[-1] if self._seen_through else event_ms
+            self._seen_through.append(max(event_ms, previous))
         self._joining: set[str] = set()
         self._groups: dict[tuple[str, str], dict[KeyTuple, _Group]] = {}
 
@@ -309,9 +321,11 @@ class Oracle:
         if group is None:
             return []
         end = as_of_ms + 1 if inclusive else as_of_ms
-        start = 0
-        if agg.window is not None:
-            start = bisect.bisect_left(group.times, window_start_ms(as_of_ms, agg.window, agg.hop_ms))
+        if agg.window is None:
+            earliest = end - self._table_def(table).retention
+        else:
+            earliest = window_start_ms(end, agg.window, agg.hop_ms)
+        start = bisect.bisect_left(group.times, earliest)
         stop = bisect.bisect_left(group.times, end)
         events = group.events[start:stop]
         if agg.filter is not None:
@@ -323,7 +337,11 @@ class Oracle:
         if (table, stream) not in self._groups:
             fields = self._table_def(table).key
             groups: dict[KeyTuple, _Group] = {}
+            oldest = self._oldest_taken_ms(table, stream)
             for event in self.events(stream):
+                seen = self._seen_before(event[ARRIVAL_MS])
+                if seen is not None and event[EVENT_MS] < seen - self.pipeline.allowed_lateness - oldest:
+                    continue  # it arrived too far behind the watermark: past retention
                 key = tuple(event.get(f) for f in fields)
                 if any(part is None for part in key):
                     continue  # an event with a null key field is in no row of the table
@@ -332,6 +350,24 @@ class Oracle:
                 group.events.append(event)
             self._groups[(table, stream)] = groups
         return self._groups[(table, stream)]
+
+    def _seen_before(self, arrival_ms: int) -> int | None:
+        """The highest event time of the events that arrived strictly before ``arrival_ms``."""
+        count = bisect.bisect_left(self._arrivals, arrival_ms)
+        return self._seen_through[count - 1] if count else None
+
+    def _oldest_taken_ms(self, table: str, stream: str) -> int:
+        """How far behind the watermark an event of ``stream`` may be for ``table`` to take it."""
+        definition = self._table_def(table)
+        inputs = set(definition.key)
+        for agg in definition.aggregations.values():
+            if agg.stream == stream:
+                inputs.update(f for f in (agg.field, agg.filter.field if agg.filter else None) if f)
+        retentions = [definition.retention]
+        for join in self.pipeline.streams[stream].joins:
+            if set(join.take) & inputs:
+                retentions.append(self._table_def(join.table).retention)
+        return min(retentions)
 
     def _apply_joins(self, stream: str) -> list[Event]:
         joins = self.pipeline.streams[stream].joins

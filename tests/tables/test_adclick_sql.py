@@ -31,6 +31,8 @@ START_MS = 1_700_000_000_000
 MINUTE = 60_000
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
+USER_RETENTION = 90 * DAY
+JOIN_RETENTION = 2 * DAY  # impression_country: a click finds impressions of the last 2 days
 STREAMS = ("impressions", "clicks", "predictions")
 
 
@@ -122,17 +124,9 @@ def _queries(oracle: Oracle, end_ms: int, max_ts_ms: int) -> dict[str, list[tupl
 # --- the SQL --------------------------------------------------------------------------------------
 
 
-def _start(window_ms: int, hop_ms: int) -> str:
-    """``floor(T - w, h)`` in SQL (times are positive, so ``//`` floors)."""
-    return f"((q.t - {window_ms}) // {hop_ms}) * {hop_ms}"
-
-
-def _in_window(alias: str, window_ms: int | None, hop_ms: int | None = None) -> str:
-    upper = f"{alias}._event_ms < q.t"
-    if window_ms is None:
-        return upper
-    assert hop_ms is not None
-    return f"{alias}._event_ms >= {_start(window_ms, hop_ms)} AND {upper}"
+def _in_window(alias: str, window_ms: int) -> str:
+    """``T - w <= event_ms < T``: windows are exact; ``lifetime`` is the table's retention."""
+    return f"{alias}._event_ms >= q.t - {window_ms} AND {alias}._event_ms < q.t"
 
 
 def _count(source: str, key_condition: str, window: str) -> str:
@@ -146,19 +140,20 @@ def _ratio(numerator: str, denominator: str) -> str:
 USER_SQL = f"""
 WITH parts AS (
   SELECT q.qid, q.t,
-    {_count("impressions", "e.user_id = q.k", _in_window("e", HOUR, MINUTE))} AS impressions_1h,
-    {_count("impressions", "e.user_id = q.k", _in_window("e", DAY, HOUR))} AS impressions_24h,
-    {_count("impressions", "e.user_id = q.k", _in_window("e", 7 * DAY, HOUR))} AS impressions_7d,
-    {_count("impressions", "e.user_id = q.k", _in_window("e", None))} AS impressions_total,
-    {_count("clicks", "e.user_id = q.k", _in_window("e", 7 * DAY, HOUR))} AS clicks_7d,
-    {_count("clicks", "e.user_id = q.k", _in_window("e", None))} AS clicks_total,
+    {_count("impressions", "e.user_id = q.k", _in_window("e", HOUR))} AS impressions_1h,
+    {_count("impressions", "e.user_id = q.k", _in_window("e", DAY))} AS impressions_24h,
+    {_count("impressions", "e.user_id = q.k", _in_window("e", 7 * DAY))} AS impressions_7d,
+    {_count("impressions", "e.user_id = q.k", _in_window("e", USER_RETENTION))} AS impressions_total,
+    {_count("clicks", "e.user_id = q.k", _in_window("e", 7 * DAY))} AS clicks_7d,
+    {_count("clicks", "e.user_id = q.k", _in_window("e", USER_RETENTION))} AS clicks_total,
     (SELECT count(DISTINCT e.domain) FROM impressions e
-       WHERE e.user_id = q.k AND {_in_window("e", 30 * DAY, DAY)}) AS domains_30d,
+       WHERE e.user_id = q.k AND {_in_window("e", 30 * DAY)}) AS domains_30d,
     (SELECT coalesce(sum(CAST(round_even(e.cost * 1e9, 0) AS BIGINT)), 0) FROM impressions e
-       WHERE e.user_id = q.k AND {_in_window("e", DAY, HOUR)}) AS spend_units_24h,
-    (SELECT max(e._event_ms) FROM impressions e WHERE e.user_id = q.k AND {_in_window("e", None)}) AS last_ms,
+       WHERE e.user_id = q.k AND {_in_window("e", DAY)}) AS spend_units_24h,
+    (SELECT max(e._event_ms) FROM impressions e
+       WHERE e.user_id = q.k AND {_in_window("e", USER_RETENTION)}) AS last_ms,
     (SELECT e.score FROM predictions e
-       WHERE e.user_id = q.k AND e.score IS NOT NULL AND {_in_window("e", None)}
+       WHERE e.user_id = q.k AND e.score IS NOT NULL AND {_in_window("e", USER_RETENTION)}
        ORDER BY e._event_ms DESC, e._arrival_ms DESC, e.score DESC LIMIT 1) AS segment_score_last
   FROM queries q
 )
@@ -171,11 +166,12 @@ SELECT qid, impressions_1h, impressions_24h, impressions_7d, impressions_total, 
 FROM parts ORDER BY qid
 """
 
-CLICKS_WITH_COUNTRY_SQL = """
+CLICKS_WITH_COUNTRY_SQL = f"""
 CREATE VIEW clicks_with_country AS
 SELECT c.*,
   (SELECT i.country FROM impressions i
-     WHERE i.impression_id = c.impression_id AND i._event_ms <= c._event_ms AND i.country IS NOT NULL
+     WHERE i.impression_id = c.impression_id AND i._event_ms <= c._event_ms
+       AND i._event_ms > c._event_ms - {JOIN_RETENTION} AND i.country IS NOT NULL
      ORDER BY i._event_ms DESC, i._arrival_ms DESC, i.country DESC LIMIT 1) AS country
 FROM clicks c
 """
@@ -185,8 +181,8 @@ def _ctr_table_sql(impression_key: str, click_source: str, click_key: str) -> st
     return f"""
 WITH parts AS (
   SELECT q.qid,
-    {_count("impressions", impression_key, _in_window("e", DAY, HOUR))} AS impressions_24h,
-    {_count(click_source, click_key, _in_window("e", DAY, HOUR))} AS clicks_24h
+    {_count("impressions", impression_key, _in_window("e", DAY))} AS impressions_24h,
+    {_count(click_source, click_key, _in_window("e", DAY))} AS clicks_24h
   FROM queries q
 )
 SELECT qid, impressions_24h, clicks_24h, {_ratio("clicks_24h", "impressions_24h")} AS ctr_24h

@@ -98,7 +98,11 @@ def _expected(events: list[dict[str, Any]], user: str, as_of_ms: int) -> dict[st
     mine = [e for e in events if e["user"] == user and e[EVENT_MS] < as_of_ms]
     answer = {}
     for name, agg in AGGS.items():
-        low = -(2**62) if agg.window is None else window_start_ms(as_of_ms, agg.window, agg.hop_ms)
+        low = (
+            as_of_ms - PIPELINE.tables["user"].retention  # lifetime: what the table remembers
+            if agg.window is None
+            else window_start_ms(as_of_ms, agg.window, agg.hop_ms)
+        )
         chosen = [e for e in mine if e[EVENT_MS] >= low and (agg.filter is None or matches(agg.filter, e))]
         field_type = FIELD_TYPES.get(agg.field or "")
         answer[name] = (

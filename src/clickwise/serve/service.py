@@ -139,7 +139,8 @@ class Service:
         """Read every table once for a key nobody has, so the compiled read loops are loaded (or
         compiled, on a fresh install) before the first request rather than during it."""
         for table in self.pipeline.tables:
-            self.tables.evaluate_batch(table, np.zeros(1, dtype=np.uint64), np.zeros(1, dtype=np.int64))
+            now = np.full(1, self.tables.now_ms(), dtype=np.int64)
+            self.tables.evaluate_batch(table, np.zeros(1, dtype=np.uint64), now)
         if self.features is None or self._enricher is None:
             return
         # ... and the one-by-one path: parsers build their rules on first use, the booster its

@@ -1,8 +1,10 @@
 """Definitions of lookup tables: keys, aggregations, windows, hops, filters.
 
-The value of an aggregation with window ``w`` and hop ``h`` at time ``T`` covers the events of the
-key with ``floor(T - w, h) <= event_ms < T`` (DESIGN.md section 3); ``lifetime`` covers every event
-with ``event_ms < T``.
+The value of an aggregation with window ``w`` at time ``T`` covers the events of the key with
+``T - w <= event_ms < T`` (exact, the default); with a declared hop ``h``, ``floor(T - w, h) <=
+event_ms < T`` (a hopped window: the tail up to one hop longer). ``lifetime`` covers every event the
+table remembers: ``T - retention <= event_ms < T`` (DESIGN.md section 3; see
+:mod:`clickwise.tables.retention`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from clickwise.spec.types import Definition, Duration, Name, Window
-from clickwise.time import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE
+from clickwise.time import MS_PER_DAY, format_duration_ms
 
 AggregationOp = Literal[
     "count",
@@ -61,18 +63,14 @@ class PriorDef(Definition):
 
 
 def default_hop_ms(window_ms: int | None) -> int:
-    """The tile size used when an aggregation does not set ``hop`` (DESIGN.md section 3).
+    """The hop used when an aggregation does not set ``hop``: 1 ms, an exact window (DESIGN.md
+    section 3). A window's name says what it covers: ``24h`` read at 00:59 starts at 00:59 the day
+    before, not at 00:00.
 
     >>> default_hop_ms(60 * 60 * 1000), default_hop_ms(7 * 86_400_000), default_hop_ms(None)
-    (60000, 3600000, 86400000)
+    (1, 1, 1)
     """
-    if window_ms is None:
-        return MS_PER_DAY
-    if window_ms < 12 * MS_PER_HOUR:
-        return MS_PER_MINUTE
-    if window_ms < 12 * MS_PER_DAY:
-        return MS_PER_HOUR
-    return MS_PER_DAY
+    return 1
 
 
 class AggregationDef(Definition):
@@ -128,8 +126,10 @@ class AggregationDef(Definition):
 class TableDef(Definition):
     """A keyed lookup table fed by one or more streams.
 
-    ``key: []`` makes a global table (one row). ``retention`` bounds how far back time-travel reads
-    and late events are accepted; older events go to dead letters.
+    ``key: []`` makes a global table (one row). ``retention`` is how long the table remembers an
+    event: ``lifetime`` aggregations cover the last ``retention``, no window may be longer, and an
+    event that arrives more than ``retention`` behind the watermark goes to dead letters. Answers
+    never depend on when the table dropped old state (:mod:`clickwise.tables.retention`).
     """
 
     key: list[Name]
@@ -141,6 +141,15 @@ class TableDef(Definition):
     def _ratios_resolve(self) -> TableDef:
         if not self.aggregations:
             raise ValueError("a table needs at least one aggregation")
+        if self.retention <= 0:
+            raise ValueError(f"retention must be positive, got {self.retention!r} ms")
+        for name, agg in self.aggregations.items():
+            if agg.window is not None and agg.window > self.retention:
+                raise ValueError(
+                    f"aggregation {name!r}: its window ({format_duration_ms(agg.window)}) is longer than "
+                    f"the table's retention ({format_duration_ms(self.retention)}), so it could never "
+                    "be full; raise the table's retention or shorten the window"
+                )
         for name, agg in self.aggregations.items():
             if agg.op != "ratio":
                 continue

@@ -84,7 +84,7 @@ def evaluate_feed_batch(feed: Feed, run: Run | None, pairs: Pairs) -> dict[str, 
     count = len(pairs)
     if run is None or len(run) == 0:
         return {agg.name: _empty(agg, count) for agg in feed.aggs}
-    windows = sorted({(a.window_ms, a.hop_ms) for a in feed.aggs if a.window_ms is not None})
+    windows = sorted({(a.window_ms, a.hop_ms) for a in feed.aggs})
     positions = _locate(
         run.distinct,
         run.starts.astype(np.int64, copy=False),
@@ -100,7 +100,7 @@ def evaluate_feed_batch(feed: Feed, run: Run | None, pairs: Pairs) -> dict[str, 
     lo, end = positions[0], positions[1]  # rows [lo, end) are the key's events before T
     columns: dict[str, Column] = {}
     for agg in feed.aggs:
-        start = lo if agg.window_ms is None else positions[2 + windows.index((agg.window_ms, agg.hop_ms))]
+        start = positions[2 + windows.index((agg.window_ms, agg.hop_ms))]
         columns[agg.name] = _aggregate(agg, run, lo, start, end, pairs.as_of_ms)
     return columns
 

@@ -35,6 +35,13 @@ from clickwise.tables.evaluate import evaluate_feed, finish_ratios, prepare_run
 from clickwise.tables.feeds import Feed, RatioPlan, table_feeds, table_ratios
 from clickwise.tables.hashing import hash_text, hash_texts
 from clickwise.tables.joins import join_key_hashes, resolve
+from clickwise.tables.retention import (
+    NOTHING_SEEN,
+    ArrivalWatermarks,
+    drop_cutoff_ms,
+    exact_from_ms,
+    oldest_taken_ms,
+)
 from clickwise.tables.runs import (
     KEY_SEPARATOR,
     Run,
@@ -53,7 +60,7 @@ from clickwise.tables.state import (
     remove_unreferenced,
     save_checkpoint,
 )
-from clickwise.time import Clock, SystemClock, format_duration_ms
+from clickwise.time import Clock, SystemClock, format_duration_ms, format_ms
 
 MAX_RUNS = 6
 """Runs per feed before compaction merges them (size-tiered: small runs merge first)."""
@@ -73,6 +80,11 @@ log). Kafka Streams commits every 30 s by default too."""
 LIVE_CHECKPOINT_S = 10.0
 """Live loops (``clickwise run``, ``clickwise serve``) apply events in memory and start a background
 checkpoint at most this often (and write one when they stop)."""
+SEEN_MS = "_seen_ms"
+"""A column of events being applied: the highest event time that arrived before each (retention)."""
+DROPPED_BEFORE = "dropped_before_ms."
+"""Counter prefix: per table, the time before which its state was dropped (reads before its
+horizon are refused)."""
 
 
 class TableReadError(ClickwiseError):
@@ -120,6 +132,9 @@ class Tables:
         self._view: dict[str, tuple[Run, ...]] = {}
         self._view_high: int | None = None  # the highest event time in the published state
         self._view_counters: dict[str, int] = {}
+        self._view_horizons = False  # some table dropped state: reads check its horizon
+        self._marks: ArrivalWatermarks | None = None  # of the catch-up being applied
+        self._footers: dict[str, tuple[int, int, int]] = {}
 
     # --- opening and persistence --------------------------------------------------------------
 
@@ -185,6 +200,7 @@ class Tables:
         with self.lock:
             self._view, self._view_high = view, counters.get("max_event_ms")
             self._view_counters = counters
+            self._view_horizons = any(name.startswith(DROPPED_BEFORE) for name in counters)
 
     @property
     def watermark_ms(self) -> int | None:
@@ -250,6 +266,7 @@ class Tables:
                     todo.setdefault(_hour_of(path), {}).setdefault(stream, []).append(path)
         report = UpdateReport()
         windows = self._windows(todo, window_rows)
+        self._marks = self._arrival_watermarks(todo)
         many = len(windows) > 1  # then the final compaction below checkpoints
         with reused_memory() if many else contextlib.nullcontext():  # (large arrays, again and again)
             self._apply_windows(
@@ -321,6 +338,24 @@ class Tables:
             windows.append((current, rows))
         return windows
 
+    def _arrival_watermarks(self, todo: dict[int, dict[str, list[str]]]) -> ArrivalWatermarks | None:
+        """The watermark each event of this pass arrived to, when any event could be past a
+        retention (``None`` otherwise: footers show every event is within the shortest one)."""
+        paths = [path for streams in todo.values() for paths in streams.values() for path in paths]
+        if not paths:
+            return None
+        ranges = [self._footer(path) for path in paths]
+        high = self._checkpoint.counters.get("max_event_ms")
+        lowest = min(low for _, low, _ in ranges)
+        highest = max([top for _, _, top in ranges] + ([] if high is None else [high]))
+        shortest = min(table.retention for table in self.pipeline.tables.values())
+        if lowest >= highest - self.pipeline.allowed_lateness - shortest:
+            return None
+        times = self.root.read_frame(paths, columns=["_event_ms", "_arrival_ms"])
+        return ArrivalWatermarks.of(
+            times.get_column("_event_ms").to_numpy(), times.get_column("_arrival_ms").to_numpy(), high
+        )
+
     def _columns(self, stream: str) -> list[str]:
         """The lake columns the tables read from a stream (feeds' inputs and join keys)."""
         names: dict[str, None] = dict.fromkeys(["_event_ms", "_arrival_ms"])
@@ -334,7 +369,16 @@ class Tables:
         return list(names)
 
     def _rows(self, path: str) -> int:
-        return int(pq.ParquetFile(self.root.path(path), filesystem=self.root.fs).metadata.num_rows)
+        return self._footer(path)[0]
+
+    def _footer(self, path: str) -> tuple[int, int, int]:
+        """Rows and the lowest and highest event time of a lake file, from its footer."""
+        cached = self._footers.get(path)
+        if cached is None:
+            cached = self._footers[path] = _footer(self.root, path)
+            if len(self._footers) > 100_000:
+                self._footers.clear()
+        return cached
 
     def _apply_window(self, files: dict[str, list[str]], report: UpdateReport, *, persist: bool) -> None:
         counters = self._checkpoint.counters
@@ -343,6 +387,9 @@ class Tables:
             paths = files.get(stream)
             if paths:
                 events = self.root.read_frame(paths, columns=self._columns(stream))
+                if self._marks is not None:
+                    seen = self._marks.seen(events.get_column("_arrival_ms").to_numpy())
+                    events = events.with_columns(pl.Series(SEEN_MS, seen, dtype=pl.Int64))
                 batches[stream] = _in_time_order(events)  # runs need time order
                 report.files += len(paths)
                 report.events[stream] = report.events.get(stream, 0) + events.height
@@ -456,24 +503,31 @@ class Tables:
             for feed in feeds:
                 if feed.stream != stream or (only_waiting and not feed.waits_for_join):
                     continue
-                batch = events
+                # too late for this table is decided on arrival, whether or not a join resolved
+                batch = self._within_retention(table_name, feed, events, report)
                 if feed.waits_for_join:
                     fields = feed.join_fields & set(feed.input_fields())
                     ready = pl.all_horizontal([pl.col(f).is_not_null() for f in fields])
                     self._hold(stream, batch.filter(~ready))
                     batch = batch.filter(ready)
-                batch = self._within_retention(table_name, stream, batch, report)
                 if batch.height:
                     self._building.setdefault(feed.name, RunBuilder(feed)).add(batch)
 
     def _within_retention(
-        self, table_name: str, stream: str, events: pl.DataFrame, report: UpdateReport
+        self, table_name: str, feed: Feed, events: pl.DataFrame, report: UpdateReport
     ) -> pl.DataFrame:
-        watermark = self.watermark_ms
-        if watermark is None:
+        """The events the table takes: those that arrived at most its retention (and, when the
+        feed needs a join's output, each join table's) behind the watermark they arrived to.
+        Events without a ``_seen_ms`` column could not be that late (see ``_arrival_watermarks``)."""
+        if SEEN_MS not in events.columns or events.height == 0:
             return events
-        retention = self.pipeline.tables[table_name].retention
-        expired = events.get_column("_event_ms") < watermark - retention
+        stream = feed.stream
+        inputs = set(feed.input_fields())
+        joined = [j.table for j in self.pipeline.streams[stream].joins if set(j.take) & inputs]
+        retention = oldest_taken_ms(self.pipeline, table_name, joined)
+        lateness = self.pipeline.allowed_lateness
+        seen = events.get_column(SEEN_MS)
+        expired = (seen > NOTHING_SEEN) & (events.get_column("_event_ms") < seen - lateness - retention)
         count = int(expired.sum())
         if not count:
             return events
@@ -483,7 +537,10 @@ class Tables:
         old = events.filter(expired)
         batch = DeadLetterBatch()
         reason = f"older than the {format_duration_ms(retention)} retention of table {table_name!r}"
-        for row in old.select(pl.all().exclude("_arrival_ms")).iter_rows(named=True):
+        if retention < self.pipeline.tables[table_name].retention:
+            reason += f" (the retention of the tables its join reads: {', '.join(joined)})"
+        derived = [output for join in self.pipeline.streams[stream].joins for output in join.take]
+        for row in old.select(pl.all().exclude("_arrival_ms", SEEN_MS, *derived)).iter_rows(named=True):
             batch.add(reason, "_event_ms", orjson.dumps(row, default=str).decode(), -1)
         tag = (
             f"{EXPIRED_PREFIX.removeprefix('part-')}{self._checkpoint.sequence + 1:08d}-{table_name}-{count}"
@@ -591,11 +648,34 @@ class Tables:
             self._publish()
 
     def _retained(self, feed_name: str, run: Run) -> Run:
+        """The run without the events no read inside the table's retention needs any more (the
+        table remembers the cut, and refuses reads before its horizon)."""
         watermark = self.watermark_ms
         if watermark is None:
             return run
         table = feed_name.split(".", 1)[0]
-        return drop_before(run, watermark - self.pipeline.tables[table].retention)
+        cutoff = drop_cutoff_ms(self.pipeline.tables[table], watermark)
+        kept = drop_before(run, cutoff)
+        if kept is not run:
+            counters = self._checkpoint.counters
+            name = DROPPED_BEFORE + table
+            counters[name] = max(counters.get(name, cutoff), cutoff)
+        return kept
+
+    def exact_from_ms(self, table: str) -> int | None:
+        """The earliest read time of ``table`` answered exactly (``None``: any time): older state was
+        dropped by its retention."""
+        return exact_from_ms(self.pipeline.tables[table], self._view_counters.get(DROPPED_BEFORE + table))
+
+    def _check_horizon(self, table: str, earliest_ms: int) -> None:
+        exact_from = self.exact_from_ms(table)
+        if exact_from is not None and earliest_ms < exact_from:
+            retention = format_duration_ms(self.pipeline.tables[table].retention)
+            raise TableReadError(
+                f"table {table!r} no longer holds what a read as of {format_ms(earliest_ms)} needs: its "
+                f"retention ({retention}) dropped older events; read as of {format_ms(exact_from)} or "
+                "later, or raise the table's retention and rebuild (clickwise run --rebuild)"
+            )
 
     def _compact(self, feed_name: str) -> None:
         runs = self._runs[feed_name]
@@ -630,6 +710,8 @@ class Tables:
 
     def read_one(self, table: str, key_hash: int | None, as_of_ms: int) -> dict[str, Any]:
         """:meth:`get_one` by key hash (from :meth:`key_hash`); ``None`` reads as a key without events."""
+        if self._view_horizons:
+            self._check_horizon(table, as_of_ms)
         values: dict[str, Any] = {}
         view = self._view  # one published state for every feed of the table
         key = np.uint64(key_hash or 0)  # (converted once for every feed)
@@ -663,6 +745,8 @@ class Tables:
     ) -> dict[str, Column]:
         """:meth:`get_batch` as numpy columns (values, validity, text labels)."""
         feeds = self._table_feeds(table)
+        if self._view_horizons and len(as_of_ms):
+            self._check_horizon(table, int(np.min(as_of_ms)))
         pairs = Pairs.of(key_hash, as_of_ms, known)
         columns: dict[str, Column] = {}
         view = self._view  # one published state for every feed of the table
@@ -770,6 +854,23 @@ class Tables:
         if len(parts) != len(fields):
             raise TableReadError(f"table {table!r} is keyed by {fields}; got {key!r}")
         return hash_text(key_text(parts))
+
+
+def _footer(root: Root, path: str) -> tuple[int, int, int]:
+    """Rows, lowest and highest ``_event_ms`` of a Parquet file from its footer (without statistics:
+    the widest range, so that nothing is assumed)."""
+    meta = pq.ParquetFile(root.path(path), filesystem=root.fs).metadata
+    low, high = -NOTHING_SEEN, NOTHING_SEEN
+    names = meta.schema.names
+    if "_event_ms" not in names:
+        return meta.num_rows, NOTHING_SEEN, -NOTHING_SEEN
+    column = names.index("_event_ms")
+    for group in range(meta.num_row_groups):
+        stats = meta.row_group(group).column(column).statistics
+        if stats is None or not stats.has_min_max:
+            return meta.num_rows, NOTHING_SEEN, -NOTHING_SEEN
+        low, high = min(low, int(stats.min)), max(high, int(stats.max))
+    return meta.num_rows, low, high
 
 
 def _load_run(root: Root, path: str, summed: frozenset[str]) -> Run:

@@ -2,7 +2,8 @@
 
 Each run gives a mergeable partial (a count, a fixed-point sum, a candidate first/last, a set of
 value hashes...); partials of all runs merge into the answer. The window at ``T`` covers events with
-``floor(T - w, hop) <= event_ms < T`` (DESIGN.md section 3); lifetime covers ``event_ms < T``.
+``floor(T - w, hop) <= event_ms < T`` (DESIGN.md section 3; hop 1 unless declared: exact); lifetime
+is the table's retention.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ Partial = Any
 
 class _Plan:
     """Per-feed constants for reads: the distinct (window, hop) pairs and which one each
-    aggregation uses (-1 for lifetime); for one-run reads, where each aggregation's first row is
+    aggregation uses; for one-run reads, where each aggregation's first row is
     among the located edges, and what a key without events reads as."""
 
     __slots__ = ("pairs", "slots", "aggs", "windows", "hops", "reads", "empty")
@@ -31,9 +32,6 @@ class _Plan:
         pairs: list[tuple[int, int]] = []
         slots = []
         for agg in feed.aggs:
-            if agg.window_ms is None:
-                slots.append(-1)
-                continue
             pair = (agg.window_ms, agg.hop_ms)
             if pair not in pairs:
                 pairs.append(pair)
@@ -43,10 +41,8 @@ class _Plan:
         self.aggs = feed.aggs
         self.windows = np.array([w for w, _ in pairs], dtype=np.int64)
         self.hops = np.array([h for _, h in pairs], dtype=np.int64)
-        # edges from locate(): [lo, hi, end, start of window pair 0, ...]; lifetime starts at lo
-        self.reads = [
-            (agg.name, agg, 0 if slot < 0 else 3 + slot) for agg, slot in zip(feed.aggs, slots, strict=True)
-        ]
+        # edges from locate(): [lo, hi, end, start of window pair 0, ...]
+        self.reads = [(agg.name, agg, 3 + slot) for agg, slot in zip(feed.aggs, slots, strict=True)]
         self.empty = {agg.name: _finish(agg, [], 0) for agg in feed.aggs}  # (no moment in it)
 
 

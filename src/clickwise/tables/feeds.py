@@ -23,7 +23,7 @@ class AggPlan:
 
     name: str
     op: str
-    window_ms: int | None
+    window_ms: int  # (lifetime is the table's retention: see ``_plan``)
     hop_ms: int
     field: str | None
     field_type: str | None
@@ -42,10 +42,8 @@ class AggPlan:
     def filter_column(self) -> str:
         return f"f_{self.name}"
 
-    def lower_bound_ms(self, as_of_ms: int) -> int | None:
-        """The first event time inside the window at ``as_of_ms`` (None for lifetime)."""
-        if self.window_ms is None:
-            return None
+    def lower_bound_ms(self, as_of_ms: int) -> int:
+        """The first event time inside the window at ``as_of_ms``."""
         return ((as_of_ms - self.window_ms) // self.hop_ms) * self.hop_ms
 
 
@@ -101,7 +99,7 @@ def table_feeds(pipeline: Pipeline, table_name: str) -> list[Feed]:
         fields = pipeline.stream_fields(stream)
         join_fields = frozenset(output for join in pipeline.streams[stream].joins for output in join.take)
         aggs = tuple(
-            _plan(name, agg, fields)
+            _plan(name, agg, fields, table.retention)
             for name, agg in table.aggregations.items()
             if agg.op != "ratio" and agg.stream == stream
         )
@@ -132,12 +130,13 @@ def table_ratios(table: TableDef) -> list[RatioPlan]:
     ]
 
 
-def _plan(name: str, agg: AggregationDef, fields: dict[str, str]) -> AggPlan:
+def _plan(name: str, agg: AggregationDef, fields: dict[str, str], retention_ms: int) -> AggPlan:
+    """``lifetime`` is the table's retention, read exactly (a time to live)."""
     return AggPlan(
         name=name,
         op=agg.op,
-        window_ms=agg.window,
-        hop_ms=agg.hop_ms,
+        window_ms=retention_ms if agg.window is None else agg.window,
+        hop_ms=1 if agg.window is None else agg.hop_ms,
         field=agg.field,
         field_type=fields.get(agg.field) if agg.field else None,
         filter=agg.filter,

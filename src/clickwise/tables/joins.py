@@ -1,9 +1,10 @@
 """Stream joins: fill an event's fields from a lookup table as of the event's own time (inclusive).
 
 A click has no IP, so it takes its impression's country from a table keyed by ``impression_id``.
-The join sees the table's events with ``event_ms <= t`` (a click logged in the same millisecond as
-its impression still finds it), never later ones. ``last`` aggregations (the common case) resolve
-for a whole batch with one as-of join; other aggregations are evaluated event by event.
+The join reads the table as of ``t + 1``: events with ``t + 1 - w <= event_ms <= t`` for a window
+``w`` (a click logged in the same millisecond as its impression still finds it), never later ones;
+``lifetime`` is the table's retention. ``last`` aggregations over an exact window (the common case)
+resolve for a whole batch with one as-of join; other aggregations are evaluated event by event.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def resolve(
     by_name = {agg.name: agg for agg in feed.aggs}
     for output, aggregation in join.take.items():
         agg = by_name[aggregation]
-        if agg.op == "last" and agg.window_ms is None and agg.filter is None:
+        if agg.op == "last" and agg.hop_ms == 1 and agg.filter is None:
             column = _last_as_of(events, hashes, agg, runs)
         else:
             column = _one_by_one(events, hashes, agg, feed, runs)
@@ -75,7 +76,14 @@ def _last_as_of(events: pl.DataFrame, hashes: pl.Series, agg: AggPlan, runs: Seq
     candidates = pl.concat(parts).sort(["t", "a", "v"])
     found = (
         probe.sort("t")
-        .join_asof(candidates, on="t", by="h", strategy="backward", check_sortedness=False)
+        .join_asof(
+            candidates,
+            on="t",
+            by="h",
+            strategy="backward",
+            tolerance=agg.window_ms - 1,  # t - w < event_ms <= t
+            check_sortedness=False,
+        )
         .sort("i")
     )
     return found.get_column("v")
