@@ -676,9 +676,12 @@ def verify(
             _print_json(report.to_json())
         else:
             verdict = "[green]ok[/green]" if report.ok else "[red]FAILED[/red]"
+            by = report.replayed_by
+            if by != "arrival time":
+                by += f": the arrival times fill only {report.arrival_batches:,}, as after a file ingest"
             out.print(
-                f"{verdict} skew: {report.compared:,} rows compared (streaming replay in {report.batches} "
-                f"batches of {format_duration_ms(parse_duration_ms(batch))}), "
+                f"{verdict} skew: {report.compared:,} rows compared (streaming replay in {report.batches:,} "
+                f"batches of {format_duration_ms(parse_duration_ms(batch))} by {by}), "
                 f"{report.differing_rows:,} differ; "
                 f"{report.only_in_backfill:,} rows only in the backfill (label window not closed by the "
                 f"replay's end), {report.only_in_stream:,} only in the stream"

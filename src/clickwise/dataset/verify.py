@@ -6,7 +6,9 @@ into a scratch root; the backfill computes the same exposures' rows from the fin
 feature and the label are compared row by row (exact equality, nulls equal only to nulls). An
 event that arrives later than ``horizon + allowed lateness`` after its event time can reach the
 tables after a row that needed it was emitted; such events are counted, since they are the only
-legitimate cause of a difference.
+legitimate cause of a difference. When the arrival times say little (a file ingest without them
+gives every event the moment of its ingest, so one batch would hold everything and the check would
+pass trivially), the replay goes in event-time micro-batches instead, and the report says so.
 
 **Leakage.** For cut moments ``C`` (each the time of an exposure), the tables are rebuilt twice in
 scratch roots: once without any event at or after ``C``, once with those events' fields shuffled
@@ -42,6 +44,9 @@ from clickwise.time import MS_PER_HOUR, MS_PER_MINUTE
 Progress = Callable[[int, int, str], None]
 LEAKAGE_WINDOW_MS = MS_PER_HOUR
 """The probe checks the exposures of the hour up to each cut."""
+ARRIVAL_SPREAD = 0.1
+"""The replay goes by event time when arrival times fill fewer micro-batches than this share of
+those event times fill."""
 
 
 @dataclass
@@ -69,6 +74,8 @@ class VerifyReport:
     leakage: list[LeakageCheck] = field(default_factory=list)
     leaks: int = 0
     batches: int = 0
+    replayed_by: str = "arrival time"
+    arrival_batches: int = 0
     seconds: float = 0.0
 
     @property
@@ -106,7 +113,9 @@ def verify(
         tables = Tables.open(pipeline, root)
         tables.catch_up()
         events = _lake_events(pipeline, root)
-        report.batches = _replay(pipeline, events, open_root(scratch / "replay"), batch_ms, step)
+        by, report.arrival_batches = _replay_order(events, batch_ms)
+        report.replayed_by = "arrival time" if by == ARRIVAL_MS else "event time"
+        report.batches = _replay(pipeline, events, open_root(scratch / "replay"), batch_ms, by, step)
         streamed = read_rows(open_root(scratch / "replay"))
         if streamed.height:
             streamed = streamed.filter((pl.col("event_ms") >= from_ms) & (pl.col("event_ms") < to_ms))
@@ -148,15 +157,34 @@ def _write(lake: Lake, stream: str, frame: pl.DataFrame, tag: str) -> None:
     lake.record_input(stream, tag, {"source": "verify", "files": paths})
 
 
+def _replay_order(events: dict[str, pl.DataFrame], batch_ms: int) -> tuple[str, int]:
+    """The column whose micro-batches the replay follows, and how many batches arrival times fill:
+    arrival time, unless it fills far fewer batches than event time does."""
+
+    def batches(column: str) -> int:
+        if not events:
+            return 0
+        return pl.concat([(f.get_column(column) // batch_ms).unique() for f in events.values()]).n_unique()
+
+    arrivals = batches(ARRIVAL_MS)
+    return (EVENT_MS if arrivals < ARRIVAL_SPREAD * batches(EVENT_MS) else ARRIVAL_MS), arrivals
+
+
 def _replay(
-    pipeline: Pipeline, events: dict[str, pl.DataFrame], root: Root, batch_ms: int, step: Progress
+    pipeline: Pipeline,
+    events: dict[str, pl.DataFrame],
+    root: Root,
+    batch_ms: int,
+    by: str,
+    step: Progress,
 ) -> int:
-    """Feed the events to a scratch root in arrival order, one micro-batch at a time, updating the
-    tables and emitting rows after each (what ``clickwise run`` does)."""
+    """Feed the events to a scratch root in micro-batches of ``by`` (arrival or event time), one at
+    a time, updating the tables and emitting rows after each (what ``clickwise run`` does). The
+    events keep their own arrival times."""
     lake = Lake(root, pipeline)
     tables = Tables.open(pipeline, root)
     emitter = RowEmitter(pipeline, root)
-    buckets = {name: frame.get_column(ARRIVAL_MS) // batch_ms for name, frame in events.items()}
+    buckets = {name: frame.get_column(by) // batch_ms for name, frame in events.items()}
     moments = sorted(set().union(*(set(b.unique().to_list()) for b in buckets.values())))
     order = sorted(events, key=lambda s: bool(pipeline.streams[s].joins))  # a join's source first
     for number, moment in enumerate(moments):
