@@ -90,7 +90,13 @@ def _print_json(value: Any) -> None:
 def _progress(
     description: str, *, unit_bytes: bool = False, enabled: bool = True
 ) -> Iterator[Callable[..., None]]:
-    """A progress bar on stderr; yields ``update(done, total, phase=None)``."""
+    """A progress bar on stderr (plain lines when stderr is not a terminal); yields
+    ``update(done, total, phase=None)``."""
+    if enabled and not err.is_terminal:
+        from clickwise.progress import PlainProgress
+
+        yield PlainProgress(description, sys.stderr, unit_bytes=unit_bytes).update
+        return
     counter = DownloadColumn() if unit_bytes else MofNCompleteColumn()
     columns = [
         TextColumn("{task.description}"),
@@ -1211,19 +1217,28 @@ def demo(
     workdir: Annotated[Path, typer.Option("--dir", help="Where the demo writes its data and state.")] = Path(
         "clickwise-demo"
     ),
-    users: Annotated[int, typer.Option(help="Users to simulate.", min=10)] = 20_000,
+    users: Annotated[int, typer.Option(help="Users to simulate.", min=10)] = 10_000,
     hours: Annotated[
         float, typer.Option(help="Hours of traffic (labels mature 2h15m after an impression).", min=4)
     ] = 24.0,
+    end: Annotated[
+        str | None,
+        typer.Option(
+            help="End of the impressions (ISO-8601 with zone, or epoch ms). Default: the last "
+            "hour whose clicks and arrivals (up to 14 h later) all lie before now."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the end-to-end demo on embedded defaults (no infrastructure needed)."""
 
     def body() -> None:
         from clickwise.demo import run_demo
+        from clickwise.time import parse_instant_ms
 
+        end_ms = None if end is None else parse_instant_ms(end)
         with _progress("demo", enabled=not as_json) as update:
-            result = run_demo(workdir, users=users, hours=hours, progress=update)
+            result = run_demo(workdir, users=users, hours=hours, end_ms=end_ms, progress=update)
         if as_json:
             _print_json(result)
             return

@@ -4,6 +4,11 @@ It generates a synthetic day of ad traffic, ingests it into a local lake through
 pipeline, builds the lookup tables, backfills a training set (features as of each impression, a
 click within 15 minutes as the label), trains and judges a model against the generator's true click
 probabilities, and replays the validation period in money: serve everything, or serve by the model.
+It ends with the commands to try next on its own data (its root, a busy user, times inside the data).
+
+The traffic ends early enough that every click and every arrival lies before the clock's now (clicks
+follow impressions by up to 12 hours, arrivals lag by up to 2), so events sent after the demo are
+newer than all of its data, never "late".
 """
 
 from __future__ import annotations
@@ -21,23 +26,44 @@ from clickwise.model import evaluate, train
 from clickwise.spec import Pipeline, load_pipeline
 from clickwise.storage import Root, open_root
 from clickwise.synth import generate
+from clickwise.synth.arrival import LATE_MAX_MS
+from clickwise.synth.clicks import MAX_DELAY_MS
 from clickwise.tables import Tables
-from clickwise.time import MS_PER_DAY, SystemClock, format_ms
+from clickwise.time import Clock, SystemClock, floor_ms, format_ms
+
+HOUR_MS = 3_600_000
+TAIL_MS = MAX_DELAY_MS + LATE_MAX_MS
+"""How far after the last impression the generator's clicks and arrivals can reach."""
+USERS = 10_000
+PIPELINE_FILE = Path("examples/adclick/pipeline.yaml")
 
 Progress = Callable[[int, int, str], None]
 """Called with (done, total, phase) as the demo advances."""
 
 
+def demo_end_ms(clock: Clock | None = None) -> int:
+    """The default end of the demo's impressions: the last whole hour from which every click and arrival
+    the generator can draw still lies before ``clock``'s now."""
+    return floor_ms((clock or SystemClock()).now_ms() - TAIL_MS, HOUR_MS)
+
+
 def run_demo(
-    workdir: Path, *, users: int = 20_000, hours: float = 24.0, progress: Progress | None = None
+    workdir: Path,
+    *,
+    users: int = USERS,
+    hours: float = 24.0,
+    end_ms: int | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Run the demo in ``workdir`` (emptied first); returns figures and printable summary lines."""
+    """Run the demo in ``workdir`` (emptied first); returns figures and printable summary lines.
+
+    The impressions cover ``hours`` up to ``end_ms`` (default: :func:`demo_end_ms`).
+    """
     if workdir.exists():
         shutil.rmtree(workdir)
     pipeline = load_pipeline(example_path("adclick"))
-    # Traffic ends at the start of today (UTC), so no event is in the future of the ingest clock.
-    end_ms = (SystemClock().now_ms() // MS_PER_DAY) * MS_PER_DAY
-    start_ms = end_ms - int(hours * 3_600_000)
+    end_ms = demo_end_ms() if end_ms is None else end_ms
+    start_ms = end_ms - int(hours * HOUR_MS)
 
     started = time.perf_counter()
     generated = generate(
@@ -61,7 +87,8 @@ def run_demo(
     tables = Tables.open(pipeline, root)
     update = tables.catch_up(progress=_phase(progress, "updating tables"))
     tables_s = time.perf_counter() - started
-    example = _example_lookups(tables, lake_user(root, pipeline), start_ms, end_ms)
+    user = lake_user(root, pipeline)
+    example = _example_lookups(tables, user, start_ms, end_ms)
 
     started = time.perf_counter()
     training = backfill(
@@ -92,6 +119,7 @@ def run_demo(
         "pipeline": pipeline.name,
         "fingerprint": pipeline.fingerprint(),
         "range": [format_ms(start_ms), format_ms(end_ms)],
+        "latest_ms": {"event": generated.max_ts_ms, "arrival": generated.max_arrival_ms},
         "generated": dict(generated.counts),
         "ingest": report.as_dict(),
         "second_ingest_new_events": sum(c.accepted for c in again.streams.values()),
@@ -118,6 +146,7 @@ def run_demo(
             "runs": tables.run_counts(),
         },
         "lookups": example,
+        "next": next_commands(workdir, user, start_ms, end_ms),
     }
     result["summary"] = [
         f"clickwise demo: pipeline {pipeline.name} ({pipeline.fingerprint()[:19]}) in {workdir}",
@@ -142,8 +171,25 @@ def run_demo(
         f"nets {money.serve_all.net:,.2f}; the model's policy nets {money.policy.net:,.2f}, saving "
         f"{money.money_saved:,.2f} ({money.serve_all.spend - money.policy.spend:,.2f} less spend)",
         f"report: {model.model_dir}/report.html; savings plot: {money.files.get('plot', workdir / 'money')}",
+        "next, on the demo's data:",
+        *(f"  {command}" for command in result["next"]),
     ]
     return result
+
+
+def next_commands(workdir: Path, user: str, start_ms: int, end_ms: int) -> list[str]:
+    """Commands to try on the demo's state: its root, a busy user and times inside its data."""
+    pipeline = PIPELINE_FILE if PIPELINE_FILE.is_file() else example_path("adclick")
+    common = f"-p {pipeline} --root {workdir / 'state'}"
+    middle_ms = floor_ms((start_ms + end_ms) // 2, HOUR_MS)
+    return [
+        f"clickwise lookup {common} user {user} --as-of {format_ms(middle_ms)}",
+        f"clickwise history {common} country US --from {format_ms(middle_ms - 6 * HOUR_MS)} "
+        f"--to {format_ms(middle_ms)} --every 1h",
+        f"clickwise status {common}",
+        "clickwise keys add --scopes read,write --file keys.json",
+        f"clickwise serve {common} --models {workdir / 'models'} --api-keys keys.json",
+    ]
 
 
 def _model_line(version: str, metrics: dict[str, Any], truth: dict[str, Any], seconds: float) -> str:
