@@ -137,6 +137,24 @@ def test_events_are_readable_right_after_and_stored_once(served: Served) -> None
     assert sent.json()["accepted"] == 2
 
 
+def test_an_accepted_event_a_table_does_not_count_is_reported(served: Served) -> None:
+    now = int(time.time() * 1000)
+    fresh = served.client.post(
+        "/v1/events/impressions", json=[_impression(1, "old-user", now)], headers=served.headers()
+    )
+    assert fresh.json()["not_counted"] == {}
+    old = [_impression(2, "old-user", now - 3 * 86_400_000)]  # past impression_country's 2d retention
+    result = served.client.post("/v1/events/impressions", json=old, headers=served.headers()).json()
+    assert result["accepted"] == 1
+    assert set(result["not_counted"]) == {"impression_country"}
+    assert result["not_counted"]["impression_country"]["events"] == 1
+    assert (
+        "2d retention of table 'impression_country'" in result["not_counted"]["impression_country"]["reason"]
+    )
+    values = served.client.get("/v1/tables/user/old-user", headers=served.headers()).json()["values"]
+    assert values["impressions_total"] == 2  # the user table (90d) counts it
+
+
 def test_bad_records_are_refused_one_by_one(served: Served) -> None:
     now = int(time.time() * 1000)
     batch = [

@@ -321,3 +321,23 @@ class Lake:
         for f in self.files(stream):
             total += pq.ParquetFile(self.root.path(f.path), filesystem=self.root.fs).metadata.num_rows
         return total
+
+
+_NO_TIME = -(2**62)
+
+
+def file_event_range(root: Root, path: str) -> tuple[int, int, int]:
+    """Rows, lowest and highest ``_event_ms`` of a Parquet file from its footer (without statistics:
+    the widest range, so that nothing is assumed)."""
+    meta = pq.ParquetFile(root.path(path), filesystem=root.fs).metadata
+    low, high = -_NO_TIME, _NO_TIME
+    names = meta.schema.names
+    if "_event_ms" not in names:
+        return meta.num_rows, _NO_TIME, -_NO_TIME
+    column = names.index("_event_ms")
+    for group in range(meta.num_row_groups):
+        stats = meta.row_group(group).column(column).statistics
+        if stats is None or not stats.has_min_max:
+            return meta.num_rows, _NO_TIME, -_NO_TIME
+        low, high = min(low, int(stats.min)), max(high, int(stats.max))
+    return meta.num_rows, low, high

@@ -10,6 +10,7 @@ used (``<root>/decisions/``), so the label join can turn served decisions into t
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 import threading
@@ -29,6 +30,7 @@ from clickwise.errors import ClickwiseError
 from clickwise.events import Ingestor, Lake
 from clickwise.events.kafka import KafkaSource, kafka_groups
 from clickwise.events.kinesis import KinesisSource, kinesis_streams
+from clickwise.events.lake import file_event_range
 from clickwise.events.positions import BrokerSource
 from clickwise.events.validate import EVENT_MS, validate, validate_one
 from clickwise.features import FeatureSet
@@ -41,6 +43,7 @@ from clickwise.spec.features import DecisionDef
 from clickwise.storage import Root
 from clickwise.tables import Tables
 from clickwise.tables.engine import LIVE_CHECKPOINT_S, TableReadError
+from clickwise.tables.retention import past_retention
 from clickwise.time import Clock, SystemClock, format_ms, ms_to_datetime, parse_instant_ms, parse_zone
 
 MAX_KEY_LENGTH = 1024
@@ -70,6 +73,8 @@ class IngestResult:
     conflicts: int  # an event id stored with different content (also in errors, with the stored time)
     errors: list[dict[str, Any]]
     watermark_ms: int | None
+    not_counted: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    """Per table: accepted events it does not count (past its retention), with the reason."""
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -89,6 +94,9 @@ class Service:
     ) -> None:
         started = time.perf_counter()
         self.pipeline = pipeline
+        self._shortest_retention = pipeline.allowed_lateness + min(
+            (t.retention for t in pipeline.tables.values()), default=0
+        )
         self.fingerprint = pipeline.fingerprint()  # a digest of the whole definition: compute once
         self.root = root
         self.clock = clock or SystemClock()
@@ -166,15 +174,23 @@ class Service:
         table = _records_table(records)
         self._ids_loading.join()
         with self._write_lock:  # lake writes one at a time; the tables apply them in groups
+            seen = self.tables.counters().get("max_event_ms")  # what arrived before this batch
             counts = self.ingestor.ingest_table(
                 table, stream, tag=f"http-{uuid.uuid4().hex}", source="http", new_tag=True
             )
             mine = self._note_written({stream: counts.files})
         watermark = self._apply_upto(mine)
         errors = [{"index": row, "field": field, "reason": reason} for row, reason, field in counts.problems]
-        return IngestResult(
+        result = IngestResult(
             counts.accepted, counts.rejected, counts.duplicates, counts.conflicts, errors, watermark
         )
+        lowest = min((file_event_range(self.root, path)[1] for path in counts.files), default=None)
+        if lowest is not None and seen is not None and lowest < seen - self._shortest_retention:
+            times = self.root.read_frame(counts.files, columns=["_event_ms"]).get_column("_event_ms")
+            uncounted = past_retention(self.pipeline, stream, times.to_numpy(), seen)
+            for name, (count, reason) in uncounted.items():
+                result.not_counted[name] = {"events": count, "reason": reason}
+        return result
 
     def _note_written(self, files: dict[str, list[str]]) -> int:
         """Remember lake files to apply (under the write lock); returns the write's number."""

@@ -21,12 +21,11 @@ import numpy as np
 import orjson
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from clickwise.errors import ClickwiseError
 from clickwise.events.compaction import translate
 from clickwise.events.deadletters import DeadLetterBatch, DeadLetters
-from clickwise.events.lake import Lake, Replacement, partition_hour_ms
+from clickwise.events.lake import Lake, Replacement, file_event_range, partition_hour_ms
 from clickwise.memory import release_free_memory, reused_memory
 from clickwise.spec import Pipeline
 from clickwise.storage import Root
@@ -375,7 +374,7 @@ class Tables:
         """Rows and the lowest and highest event time of a lake file, from its footer."""
         cached = self._footers.get(path)
         if cached is None:
-            cached = self._footers[path] = _footer(self.root, path)
+            cached = self._footers[path] = file_event_range(self.root, path)
             if len(self._footers) > 100_000:
                 self._footers.clear()
         return cached
@@ -854,23 +853,6 @@ class Tables:
         if len(parts) != len(fields):
             raise TableReadError(f"table {table!r} is keyed by {fields}; got {key!r}")
         return hash_text(key_text(parts))
-
-
-def _footer(root: Root, path: str) -> tuple[int, int, int]:
-    """Rows, lowest and highest ``_event_ms`` of a Parquet file from its footer (without statistics:
-    the widest range, so that nothing is assumed)."""
-    meta = pq.ParquetFile(root.path(path), filesystem=root.fs).metadata
-    low, high = -NOTHING_SEEN, NOTHING_SEEN
-    names = meta.schema.names
-    if "_event_ms" not in names:
-        return meta.num_rows, NOTHING_SEEN, -NOTHING_SEEN
-    column = names.index("_event_ms")
-    for group in range(meta.num_row_groups):
-        stats = meta.row_group(group).column(column).statistics
-        if stats is None or not stats.has_min_max:
-            return meta.num_rows, NOTHING_SEEN, -NOTHING_SEEN
-        low, high = min(low, int(stats.min)), max(high, int(stats.max))
-    return meta.num_rows, low, high
 
 
 def _load_run(root: Root, path: str, summed: frozenset[str]) -> Run:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from clickwise.spec import Pipeline, TableDef
+from clickwise.time import format_duration_ms, format_ms
 
 NOTHING_SEEN = -(2**62)
 """``seen`` before any event (far enough from int64's end that subtracting durations is safe)."""
@@ -65,6 +66,38 @@ def oldest_taken_ms(pipeline: Pipeline, table: str, join_tables: list[str]) -> i
     """How far behind the watermark an event may be and still be taken by a feed of ``table``
     whose inputs come from stream joins on ``join_tables``: the shortest of their retentions."""
     return min([pipeline.tables[table].retention, *(pipeline.tables[t].retention for t in join_tables)])
+
+
+def past_retention(
+    pipeline: Pipeline, stream: str, event_ms: np.ndarray, seen_ms: int | None
+) -> dict[str, tuple[int, str]]:
+    """Per table fed by ``stream``: how many of ``event_ms`` (events that arrived together, after
+    every event applied so far, whose highest time is ``seen_ms``) the table does not take, and why.
+    (Feeds that also read a join count its tables' retention, as the engine does.)"""
+    if seen_ms is None or len(event_ms) == 0:
+        return {}
+    found: dict[str, tuple[int, str]] = {}
+    joins = pipeline.streams[stream].joins
+    for name, table in pipeline.tables.items():
+        if stream not in table.streams():
+            continue
+        inputs = set(table.key) | {
+            f
+            for agg in table.aggregations.values()
+            if agg.stream == stream
+            for f in (agg.field, agg.filter.field if agg.filter else None)
+            if f
+        }
+        joined = [join.table for join in joins if set(join.take) & inputs]
+        retention = oldest_taken_ms(pipeline, name, joined)
+        count = int(np.count_nonzero(event_ms < seen_ms - pipeline.allowed_lateness - retention))
+        if count:
+            reason = (
+                f"older than the {format_duration_ms(retention)} retention of table {name!r} behind the "
+                f"watermark ({format_ms(seen_ms - pipeline.allowed_lateness)})"
+            )
+            found[name] = (count, reason)
+    return found
 
 
 @dataclass(frozen=True)
