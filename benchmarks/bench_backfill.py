@@ -20,7 +20,8 @@ Steps (each timed, on the same machine in the same run):
    be equal up to the bound, and above it the estimate's relative error is printed.
 
 The SQL is written from the definitions (DESIGN.md sections 3 and 4): a window at T covers
-``floor(T - w, hop) <= event_ms < T``, lifetime covers ``event_ms < T``, float sums are fixed point
+``T - w <= event_ms < T`` (windows are exact), lifetime covers the table's retention (90 days for
+the user table), float sums are fixed point
 (``round_even(v * 1e9)`` summed as integers), last values go by ``(event_ms, arrival_ms, value)``,
 a click takes its impression's country as of the click's time (inclusive), and the label is a
 click on the same impression with ``t <= click_ms < t + 15 min``. Per-user features are window
@@ -53,7 +54,7 @@ from clickwise.spec import Pipeline, load_pipeline
 from clickwise.storage import open_root
 from clickwise.synth import generate
 from clickwise.tables import Tables
-from clickwise.time import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE
+from clickwise.time import MS_PER_DAY, MS_PER_HOUR
 
 STREAMS = ("impressions", "clicks", "predictions")
 START_MS = 1_717_200_000_000  # 2024-06-01 00:00 UTC
@@ -109,23 +110,23 @@ print(json.dumps({"seconds": seconds, "peak": peak()["VmHWM"], "threads": thread
 # --- the SQL --------------------------------------------------------------------------------------
 
 
-def _frame(window_ms: int | None, hop_ms: int | None = None) -> str:
-    """The RANGE frame (ordered by ``_event_ms``) of ``floor(T - w, h) <= event_ms < T``, or of
-    ``event_ms < T`` for lifetime. Times are positive integers, so ``//`` floors and ``1 PRECEDING``
-    is ``< T``."""
-    if window_ms is None:
-        return "RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING"
-    start = f"((_event_ms - {window_ms}) // {hop_ms}) * {hop_ms}"
-    return f"RANGE BETWEEN (_event_ms - {start}) PRECEDING AND 1 PRECEDING"
+USER_RETENTION_MS = 90 * MS_PER_DAY
+"""The user table's retention: what its lifetime aggregations cover."""
 
 
-def _over(partition: str | None, window_ms: int | None, hop_ms: int | None = None) -> str:
+def _frame(window_ms: int) -> str:
+    """The RANGE frame (ordered by ``_event_ms``) of ``T - w <= event_ms < T``. Times are integers,
+    so ``1 PRECEDING`` is ``< T``."""
+    return f"RANGE BETWEEN {window_ms} PRECEDING AND 1 PRECEDING"
+
+
+def _over(partition: str | None, window_ms: int) -> str:
     by = f"PARTITION BY {partition} " if partition else ""
-    return f"OVER ({by}ORDER BY _event_ms {_frame(window_ms, hop_ms)})"
+    return f"OVER ({by}ORDER BY _event_ms {_frame(window_ms)})"
 
 
-def _count(kind: int, partition: str | None, window_ms: int | None, hop_ms: int | None = None) -> str:
-    return f"count(*) FILTER (WHERE kind = {kind}) {_over(partition, window_ms, hop_ms)}"
+def _count(kind: int, partition: str | None, window_ms: int) -> str:
+    return f"count(*) FILTER (WHERE kind = {kind}) {_over(partition, window_ms)}"
 
 
 def _ratio(numerator: str, denominator: str) -> str:
@@ -153,7 +154,7 @@ def _running(table: str, key: str) -> str:
 
 
 def _counts(table: str, key: str) -> tuple[str, str]:
-    """Impressions and clicks of ``floor(T - 24h, 1h) <= event_ms < T``: the running totals of the
+    """Impressions and clicks of ``T - 24h <= event_ms < T``: the running totals of the
     last millisecond before T minus those of the last millisecond before the window's start (ASOF
     joins), and the joins."""
     equal = "" if key == "0" else f"{table}_{{0}}.k = f.{key} AND "
@@ -219,20 +220,20 @@ events AS (
 user_windows AS (
   SELECT kind, impression_id, _event_ms, user_id, campaign_id, country,
     browser, os, device_type, is_bot_agent, cost,
-    {_count(0, "user_id", h, MS_PER_MINUTE)} AS imp_1h,
-    {_count(0, "user_id", d, h)} AS imp_24h,
-    {_count(0, "user_id", 7 * d, h)} AS imp_7d,
-    {_count(0, "user_id", None)} AS imp_total,
-    {_count(1, "user_id", 7 * d, h)} AS clk_7d,
-    {_count(1, "user_id", None)} AS clk_total,
-    count(DISTINCT domain) FILTER (WHERE kind = 0) {_over("user_id", 30 * d, d)} AS domains_30d,
-    sum(cost_units) FILTER (WHERE kind = 0) {_over("user_id", d, h)} AS spend_units_24h,
-    max(_event_ms) FILTER (WHERE kind = 0) {_over("user_id", None)} AS last_ms,
-    last_value(score IGNORE NULLS) {_over("user_id", None)} AS score_last
+    {_count(0, "user_id", h)} AS imp_1h,
+    {_count(0, "user_id", d)} AS imp_24h,
+    {_count(0, "user_id", 7 * d)} AS imp_7d,
+    {_count(0, "user_id", USER_RETENTION_MS)} AS imp_total,
+    {_count(1, "user_id", 7 * d)} AS clk_7d,
+    {_count(1, "user_id", USER_RETENTION_MS)} AS clk_total,
+    count(DISTINCT domain) FILTER (WHERE kind = 0) {_over("user_id", 30 * d)} AS domains_30d,
+    sum(cost_units) FILTER (WHERE kind = 0) {_over("user_id", d)} AS spend_units_24h,
+    max(_event_ms) FILTER (WHERE kind = 0) {_over("user_id", USER_RETENTION_MS)} AS last_ms,
+    last_value(score IGNORE NULLS) {_over("user_id", USER_RETENTION_MS)} AS score_last
   FROM events
 ),
 features AS (
-  SELECT impression_id, _event_ms, ((_event_ms - {d}) // {h}) * {h} AS start_24h, campaign_id,
+  SELECT impression_id, _event_ms, _event_ms - {d} AS start_24h, campaign_id,
     {_keyed("user_id", "imp_1h")} AS user_impressions_1h,
     {_keyed("user_id", "imp_24h")} AS user_impressions_24h,
     {_keyed("user_id", "imp_total")} AS user_impressions_total,
@@ -294,6 +295,9 @@ def check_pipeline(pipeline: Pipeline) -> list[str]:
     windows = {name: (agg.window, agg.hop) for name, agg in user.items() if agg.op != "ratio"}
     assert windows["impressions_1h"] == (MS_PER_HOUR, None), windows
     assert windows["domains_30d"] == (30 * MS_PER_DAY, None) and user["domains_30d"].exact_up_to == 1000
+    assert pipeline.tables["user"].retention == USER_RETENTION_MS
+    assert pipeline.tables["impression_country"].retention == 2 * MS_PER_DAY  # (the SQL's click
+    # countries look back without limit: exact while the data spans less than 2 days)
     assert pipeline.label is not None and pipeline.label.match == {"impression_id": "impression_id"}
     return list(pipeline.features)
 
