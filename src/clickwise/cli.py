@@ -1217,7 +1217,7 @@ def demo(
     workdir: Annotated[Path, typer.Option("--dir", help="Where the demo writes its data and state.")] = Path(
         "clickwise-demo"
     ),
-    users: Annotated[int, typer.Option(help="Users to simulate.", min=10)] = 10_000,
+    users: Annotated[int, typer.Option(help="Users to simulate.", min=10)] = 5_000,
     hours: Annotated[
         float, typer.Option(help="Hours of traffic (labels mature 2h15m after an impression).", min=4)
     ] = 24.0,

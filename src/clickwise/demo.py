@@ -34,7 +34,7 @@ from clickwise.time import Clock, SystemClock, floor_ms, format_ms
 HOUR_MS = 3_600_000
 TAIL_MS = MAX_DELAY_MS + LATE_MAX_MS
 """How far after the last impression the generator's clicks and arrivals can reach."""
-USERS = 10_000
+USERS = 5_000
 PIPELINE_FILE = Path("examples/adclick/pipeline.yaml")
 
 Progress = Callable[[int, int, str], None]
