@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clickwise.serve.auth import ApiKey, KeyStore
+from clickwise.serve.docs import add_docs
 from clickwise.serve.metrics import Metrics
 from clickwise.serve.service import Service, ServiceError
 
@@ -214,7 +215,10 @@ def create_app(service: Service, settings: Settings | None = None) -> FastAPI:
         title="clickwise",
         version="1",
         description="Events, lookup tables as of any moment, and ad decisions for one pipeline.",
+        docs_url=None,  # served by add_docs from the package's own assets
+        redoc_url=None,
     )
+    add_docs(app)
     app.state.service = service
     app.state.metrics = metrics
     app.state.handlers = handlers
