@@ -132,6 +132,60 @@ AGENTS = [
         "bot",
         True,
     ),
+    (
+        "Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 5.1; Trident/4.0; QQDownload 732; .NET4.0C; .NET4.0E)",
+        "IE",
+        "Windows",
+        "desktop",
+        False,
+    ),
+    (
+        "Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1; SV1; Ant.com Toolbar 1.6)",
+        "IE",
+        "Windows",
+        "desktop",
+        False,
+    ),
+    (
+        "Mozilla/5.0 (Windows NT 6.3; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) Qword/35.0.1905.5 "
+        "Safari/537.36",
+        "Safari",
+        "Windows",
+        "desktop",
+        False,
+    ),
+    ("QQDownload/1.7", "Other", "Other", "bot", True),
+    (
+        "AndroidDownloadManager/4.4.2 (Linux; U; Android 4.4.2; SM-G900F Build/KOT49H)",
+        "Android",
+        "Android",
+        "bot",
+        True,
+    ),
+    (
+        "Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 5.1; Trident/4.0; QQDownload 732) "
+        "Googlebot/2.1 (+http://www.google.com/bot.html)",
+        "Googlebot",
+        "Windows",
+        "bot",
+        True,
+    ),
+    (
+        "Mozilla/5.0 (Windows NT 6.1; WOW64) AppleWebKit/537.11 (KHTML, like Gecko) Chrome/23.0.1271.64 "
+        "Safari/537.11 GotSiteMonitor.com",
+        "Chrome",
+        "Windows",
+        "bot",
+        True,
+    ),
+    (
+        "HUAWEI-H210C/1.0 Obigo-Browser/Q05A MMS/UNIBOX/V1.2 HuaweiJava/1.0 Profile/MIDP-2.0 "
+        "Configuration/CLDC-1.1",
+        "Obigo",
+        "Other",
+        "other",
+        False,
+    ),
     ("python-requests/2.31.0", "Python Requests", "Other", "bot", True),
     ("curl/8.5.0", "curl", "Other", "bot", True),
     ("Go-http-client/1.1", "Go-http-client", "Other", "bot", True),
@@ -236,3 +290,55 @@ def test_vectorized_equals_one_by_one(agents: list[str | None]) -> None:
     assert fresh.parse_many(pa.array(agents, pa.string())).to_pylist() == [
         fresh.parse_one(agent) for agent in agents
     ]
+
+
+def test_download_manager_in_an_ie_agent_is_a_human() -> None:
+    # 6.9% of a real RTB log's impressions carried this agent; crawlerdetect lists QQDownload because the
+    # download manager also fetches on its own, but inside IE's agent it only says what is installed
+    agent = (
+        "Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 5.1; Trident/4.0; QQDownload 732; .NET4.0C; .NET4.0E)"
+    )
+    assert parser().parse_one(agent) == {
+        "browser": "IE",
+        "os": "Windows",
+        "device_type": "desktop",
+        "is_bot_agent": False,
+    }
+
+
+def test_a_crawler_named_after_an_excused_token_is_still_found() -> None:
+    from clickwise.enrich.crawler import crawler_evidence
+
+    ie = "Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 5.1; Trident/4.0; QQDownload 732; .NET4.0C)"
+    assert crawler_evidence(ie, is_browser=True) is None
+    assert crawler_evidence(ie + " Googlebot/2.1", is_browser=True) == "Googlebot"
+    assert crawler_evidence(ie.replace("QQDownload 732", "QQDownload 732 ops@x.cn"), is_browser=True)
+    assert crawler_evidence(ie, is_browser=False) == "QQDownload"  # not a browser's agent: no excuse
+
+
+HUMAN_SAMPLE = 8
+"""1 human agent in 8 of the ~322,000 of random-user-agent (its rate matches the whole set's)."""
+
+
+def test_labeled_sets_meet_the_false_positive_and_recall_targets() -> None:
+    """On agents labeled by installed packages: <= 0.5% of humans flagged, >= 95% of crawlers found.
+
+    The human sets hold some agents that are crawlers by any reading (MSIECrawler, AppEngine-Google,
+    HeadlessChrome); they count as false positives all the same, the target leaves room for them.
+    benchmarks/bench_agents.py prints the same figures on every agent, with the worst patterns.
+    """
+    from clickwise.enrich.agent_sets import crawler_sets, human_sets
+
+    fresh = AgentParser(cache_size=0)
+    humans = [labeled.sample(HUMAN_SAMPLE) for labeled in human_sets()]
+    agents = [agent for labeled in humans for agent in labeled.agents]
+    flagged = [agent for agent in agents if fresh.parse_one(agent)["is_bot_agent"]]
+    total = len(agents)
+    assert total > 40_000
+    assert len(flagged) / total <= 0.005, f"{len(flagged)} of {total} humans flagged, e.g. {flagged[:5]}"
+    every_crawler, search_engines, _ = crawler_sets()
+    missed = [agent for agent in search_engines.agents if not fresh.parse_one(agent)["is_bot_agent"]]
+    assert len(search_engines.agents) > 400
+    assert 1 - len(missed) / len(search_engines.agents) >= 0.95, missed
+    found = sum(1 for agent in every_crawler.agents if fresh.parse_one(agent)["is_bot_agent"])
+    assert found / len(every_crawler.agents) >= 0.85  # crawlerdetect's reach there: no crawler is excused

@@ -18,9 +18,9 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pyarrow as pa
-from crawlerdetect import CrawlerDetect
 from ua_parser import Domain, load_lazy_builtins
 
+from clickwise.enrich.crawler import crawler_evidence
 from clickwise.errors import EnrichmentError
 
 __all__ = ["AgentParser"]
@@ -44,11 +44,14 @@ _MISSING: _Parsed = ("Other", "Other", "other", True)
 """Answer for an empty (or blank) agent: real browsers always send one, so its absence is a bot signal."""
 
 _AUTOMATION = re.compile(
-    r"headless|phantomjs|python-requests|python-urllib|curl/|wget/|go-http-client|java/|libwww-perl"
-    r"|puppeteer|playwright",
+    r"headless|phantomjs|python-requests|python-urllib|go-http-client|libwww-perl|puppeteer|playwright"
+    r"|(?<![a-z0-9])(?:curl|wget|java)/",
     re.IGNORECASE,
 )
-"""Headless browsers and scripted HTTP clients, flagged even if crawlerdetect's list misses them."""
+"""Headless browsers and scripted HTTP clients, flagged even if crawlerdetect's list misses them.
+
+``curl/``, ``wget/`` and ``java/`` count only as a word of their own ("HuaweiJava/1.0" is a phone's
+browser)."""
 
 _TV_OR_CONSOLE = re.compile(
     r"smart-?tv|hbbtv|googletv|android tv|appletv|crkey|roku|playstation|xbox|nintendo", re.IGNORECASE
@@ -87,11 +90,6 @@ def _ua_resolver() -> Callable[[str, Any], Any]:
     return Resolver(load_lazy_builtins())
 
 
-@functools.cache
-def _crawler_detect() -> CrawlerDetect:
-    return CrawlerDetect()
-
-
 def _device_type(agent: str, os: str, device: Any) -> str:
     """``tablet``, ``mobile``, ``desktop`` or ``other`` (TVs, consoles, unknown) of a human agent."""
     family = device.family if device is not None else ""
@@ -111,6 +109,16 @@ def _device_type(agent: str, os: str, device: Any) -> str:
     return "other"
 
 
+def _is_browser_agent(agent: str, browser: str, os: str) -> bool:
+    """A browser's own agent: it starts like one and ua-parser recognized both the browser and its OS.
+
+    Only inside such an agent are add-on tokens excused (see :mod:`clickwise.enrich.crawler`); an agent
+    that starts with another program's name ("AndroidDownloadManager/4.4.2 (Linux; Android...") is that
+    program.
+    """
+    return agent.startswith(("Mozilla/", "Opera/")) and browser != "Other" and os != "Other"
+
+
 def _parse(agent: str) -> _Parsed:
     """Parse one non-null agent (uncached)."""
     if not agent.strip():
@@ -121,7 +129,7 @@ def _parse(agent: str) -> _Parsed:
     is_bot = (
         (result.device is not None and result.device.family == "Spider")
         or _AUTOMATION.search(agent) is not None
-        or bool(_crawler_detect().isCrawler(agent))
+        or crawler_evidence(agent, is_browser=_is_browser_agent(agent, browser, os)) is not None
     )
     return browser, os, "bot" if is_bot else _device_type(agent, os, result.device), is_bot
 
