@@ -19,7 +19,7 @@ from collections import Counter
 from ua_parser import Domain
 
 from clickwise.enrich import AgentParser
-from clickwise.enrich.agent import _AUTOMATION, _ua_resolver
+from clickwise.enrich.agent import _AUTOMATION, _is_browser_agent, _ua_resolver
 from clickwise.enrich.agent_sets import LabeledAgents, crawler_sets, human_sets
 from clickwise.enrich.crawler import crawler_evidence
 
@@ -39,7 +39,8 @@ def reason(agent: str) -> str:
     if (automation := _AUTOMATION.search(agent)) is not None:
         return f"automation {automation.group()!r}"
     browser = result.user_agent.family if result.user_agent is not None else "Other"
-    return f"crawler name {crawler_evidence(agent, is_browser=browser != 'Other')!r}"
+    os = result.os.family if result.os is not None else "Other"
+    return f"crawler name {crawler_evidence(agent, is_browser=_is_browser_agent(agent, browser, os))!r}"
 
 
 def report_humans(parser: AgentParser, sets: list[LabeledAgents], worst: int) -> float:
