@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from clickwise import progress as plain_progress
 from clickwise.cli import app
 from clickwise.demo import TAIL_MS, demo_end_ms, run_demo
 from clickwise.time import FixedClock, SystemClock, parse_instant_ms
@@ -56,7 +57,8 @@ def test_the_printed_next_commands_read_the_demo_data(demo: tuple[dict[str, obje
     assert commands[3].startswith("clickwise keys add") and "--api-keys keys.json" in commands[4]
 
 
-def test_progress_goes_to_a_pipe_as_plain_lines(tmp_path: Path) -> None:
+def test_progress_goes_to_a_pipe_as_plain_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plain_progress, "QUIET_S", 0.0)  # a small demo with warm caches is quick
     result = runner.invoke(app, ["demo", "--dir", str(tmp_path / "demo"), "--users", "200", "--hours", "4"])
     assert result.exit_code == 0, result.output
     progress = [line for line in result.stderr.splitlines() if line.startswith("demo: ")]

@@ -24,6 +24,9 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+QUIET_S = 1.0
+"""Commands that finish sooner print no progress at all."""
+
 
 class PlainProgress:
     """``update(done, total, phase=None)`` prints a line on a new phase, else at most every ``every_s``."""
@@ -34,14 +37,14 @@ class PlainProgress:
         stream: TextIO,
         *,
         unit_bytes: bool = False,
-        quiet_s: float = 1.0,
+        quiet_s: float | None = None,
         every_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._description = description
         self._stream = stream
         self._unit_bytes = unit_bytes
-        self._quiet_s = quiet_s
+        self._quiet_s = QUIET_S if quiet_s is None else quiet_s
         self._every_s = every_s
         self._clock = clock
         self._started = clock()
