@@ -13,9 +13,11 @@ from pathlib import Path
 import orjson
 import pyarrow.parquet as pq
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 import clickwise
+from clickwise import cli
 from clickwise.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -187,7 +189,10 @@ def test_client_error_is_importable_from_the_package() -> None:
     assert issubclass(ClientError, clickwise.ClickwiseError)
 
 
-def test_lookup_and_history_show_times_in_a_chosen_zone(ingested: Path) -> None:
+def test_lookup_and_history_show_times_in_a_chosen_zone(
+    ingested: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "out", Console(width=1000))  # a wide table whatever the terminal
     base = ["-p", ADCLICK, "--root", str(ingested)]
     moment = "2026-01-05T01:30:00Z"
     shown = runner.invoke(app, ["lookup", "user", "u1", *base, "--as-of", moment, "--tz", "Asia/Shanghai"])
@@ -196,7 +201,7 @@ def test_lookup_and_history_show_times_in_a_chosen_zone(ingested: Path) -> None:
     utc = runner.invoke(app, ["lookup", "user", "u1", *base, "--as-of", moment])
     assert "2026-01-05T01:30:00.000Z" in utc.stdout
     series = runner.invoke(app, ["history", "user", "u1", *base, "--from", START, "--to", moment,
-                                 "--every", "30m", "--tz", "+05:30"], env={"COLUMNS": "1000"})  # fmt: skip
+                                 "--every", "30m", "--tz", "+05:30"])  # fmt: skip
     assert series.exit_code == 0, series.output
     assert (
         "2026-01-05T05:30:00.000+05:30" in series.stdout and "2026-01-05T07:00:00.000+05:30" in series.stdout
