@@ -8,6 +8,13 @@ shared and noisy). The sets are described in ``clickwise.enrich.agent_sets`` (de
 
     .venv/bin/python benchmarks/bench_agents.py            # every agent (~330,000; a few minutes)
     .venv/bin/python benchmarks/bench_agents.py --every 16 # 1 human agent in 16
+
+crawlerdetect's own fixtures (crawlers and real devices) ship only in its source package on PyPI, not
+in the wheel; to measure on them too:
+
+    pip download --no-binary :all: --no-deps crawlerdetect -d /tmp/cd && tar xzf /tmp/cd/*.tar.gz -C /tmp/cd
+    .venv/bin/python benchmarks/bench_agents.py \
+        --crawlerdetect-fixtures /tmp/cd/crawlerdetect-*/tests/fixtures
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections import Counter
+from pathlib import Path
 
 from ua_parser import Domain
 
@@ -77,7 +85,7 @@ def report_crawlers(parser: AgentParser, sets: list[LabeledAgents], shown_missed
         target = "  (target >= 95%: " + ("ok)" if recall >= RECALL_TARGET else "BELOW TARGET)")
         print(
             f"  recall on {labeled.name:<34} {len(hits):6,} of {len(labeled.agents):8,} flagged  "
-            f"{recall:7.3%}{target if index == 1 else ''}"
+            f"{recall:7.3%}{target}"
         )
         if shown_missed and index == 0:
             missed = [agent for agent in labeled.agents if agent not in hits]
@@ -106,6 +114,11 @@ def report_speed(agents: tuple[str, ...]) -> None:
     )
 
 
+def _fixture(name: str, path: Path) -> LabeledAgents:
+    lines = {line.strip() for line in path.read_text(encoding="utf-8").splitlines()}
+    return LabeledAgents(name, tuple(sorted(line for line in lines if line)))
+
+
 def main() -> None:
     arguments = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -115,10 +128,20 @@ def main() -> None:
     arguments.add_argument(
         "--speed-agents", type=int, default=5_000, help="agents timed for the speed figure"
     )
+    arguments.add_argument(
+        "--crawlerdetect-fixtures",
+        type=Path,
+        help="tests/fixtures of crawlerdetect's source package: adds its user-agent devices (humans) "
+        "and crawlers",
+    )
     args = arguments.parse_args()
     started = time.perf_counter()
     humans = [labeled.sample(args.every) for labeled in human_sets()]
     crawlers = crawler_sets()
+    if args.crawlerdetect_fixtures is not None:
+        folder = args.crawlerdetect_fixtures / "user_agent"
+        humans.append(_fixture("crawlerdetect fixtures: devices", folder / "devices.txt"))
+        crawlers.append(_fixture("crawlerdetect fixtures: crawlers", folder / "crawlers.txt"))
     print(f"labeled sets loaded in {time.perf_counter() - started:.1f} s")
     parser = AgentParser()
     print("humans (real browsers):")
