@@ -25,7 +25,7 @@ DEMO = ["--users", "500", "--hours", "24", "--end", "2026-01-06T00:00:00Z"]
 SKIPPED = {
     "scripts/demo": "the quick start itself (a fresh clone's install and the full demo)",
     "clickwise keys add": "starts the HTTP service",
-    "curl -s": "needs the HTTP service running",
+    "now=$(date +%s%3N)": "needs the HTTP service running (curl)",
     "import clickwise\n\nwith clickwise.Client": "needs the HTTP service running",
     "export CLICKWISE_KAFKA": "needs a Kafka broker",
     "clickwise ingest -p examples/talkingdata": "reads the real sample from ../shared, not the demo",
