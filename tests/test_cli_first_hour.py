@@ -208,3 +208,16 @@ def test_lookup_and_history_show_times_in_a_chosen_zone(
     )
     wrong = runner.invoke(app, ["lookup", "user", "u1", *base, "--tz", "Mars/Olympus"])
     assert wrong.exit_code == 2 and "unknown time zone 'Mars/Olympus'" in wrong.stderr
+
+
+def test_status_shows_times_in_a_chosen_zone(ingested: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "out", Console(width=1000))
+    base = ["-p", ADCLICK, "--root", str(ingested)]
+    shown = runner.invoke(app, ["status", *base, "--tz", "Asia/Shanghai"])
+    assert shown.exit_code == 0, shown.output
+    watermark = next(line for line in shown.stdout.splitlines() if line.startswith("tables: watermark"))
+    assert "+08:00" in watermark
+    utc = runner.invoke(app, ["status", *base, "--json"])
+    assert orjson.loads(utc.stdout)["tables"]["exact_from_ms"] == dict.fromkeys(
+        ["user", "impression_country", "country", "campaign", "global"]
+    )

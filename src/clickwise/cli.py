@@ -912,15 +912,16 @@ def run(
 
 
 @app.command()
-def status(pipeline: PipelineOpt, root: RootOpt = None, as_json: JsonOpt = False) -> None:
+def status(pipeline: PipelineOpt, root: RootOpt = None, tz: TzOpt = "UTC", as_json: JsonOpt = False) -> None:
     """What the root holds: events, lake files, manifest entries and dead letters per stream; the
     tables' watermark, late and pending counts; each source's positions, rate and lag."""
 
     def body() -> None:
         from clickwise.engine import describe_status
 
+        _shown_time(0, tz)  # (an unknown zone fails before any work)
         p, r = _open(pipeline, root)
-        report = describe_status(p, r)
+        report = describe_status(p, r, shown_time=lambda ms: _shown_time(ms, tz))
         if as_json:
             _print_json(report)
             return

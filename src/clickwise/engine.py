@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict
 from types import FrameType
@@ -217,9 +217,12 @@ def _ingest_new(
     return report
 
 
-def describe_status(pipeline: Pipeline, root: Root) -> dict[str, Any]:
+def describe_status(
+    pipeline: Pipeline, root: Root, shown_time: Callable[[int], str] = format_ms
+) -> dict[str, Any]:
     """Events, lake files, manifest entries and dead letters per stream, and the tables'
-    watermark, counters and runs."""
+    watermark, counters, runs and (where retention dropped state) the earliest time each answers;
+    ``shown_time`` writes moments in the summary lines."""
     lake = Lake(root, pipeline)
     dead = DeadLetters(root)
     streams = {
@@ -239,12 +242,19 @@ def describe_status(pipeline: Pipeline, root: Root) -> dict[str, Any]:
     runs = tables.run_counts()
     summary = [
         f"root: {root.url}",
-        f"tables: watermark {format_ms(watermark) if watermark is not None else '-'}; "
+        f"tables: watermark {shown_time(watermark) if watermark is not None else '-'}; "
         f"late events {counters.get('late_events', 0):,}; "
         f"past retention {counters.get('expired_events', 0):,}; "
         f"waiting for a join {tables.pending_count():,}",
         "runs per feed: " + (", ".join(f"{name} {count}" for name, count in runs.items()) or "-"),
     ]
+    horizons = {name: tables.exact_from_ms(name) for name in pipeline.tables}
+    dropped = {name: ms for name, ms in horizons.items() if ms is not None}
+    if dropped:
+        summary.append(
+            "retention dropped older state; reads answered from: "
+            + ", ".join(f"{name} {shown_time(ms)}" for name, ms in dropped.items())
+        )
     for source in sources:
         lag = source["lag"]
         lag_text = "unknown (broker not reachable)" if lag is None else f"{lag:,} (as the broker reports it)"
@@ -263,6 +273,7 @@ def describe_status(pipeline: Pipeline, root: Root) -> dict[str, Any]:
             "counters": counters,
             "runs": runs,
             "pending": tables.pending_count(),
+            "exact_from_ms": horizons,
         },
         "summary": summary,
     }
