@@ -30,7 +30,6 @@ from clickwise.errors import ClickwiseError
 from clickwise.events import Ingestor, Lake
 from clickwise.events.kafka import KafkaSource, kafka_groups
 from clickwise.events.kinesis import KinesisSource, kinesis_streams
-from clickwise.events.lake import file_event_range
 from clickwise.events.positions import BrokerSource
 from clickwise.events.validate import EVENT_MS, validate, validate_one
 from clickwise.features import FeatureSet
@@ -184,7 +183,7 @@ class Service:
         result = IngestResult(
             counts.accepted, counts.rejected, counts.duplicates, counts.conflicts, errors, watermark
         )
-        lowest = min((file_event_range(self.root, path)[1] for path in counts.files), default=None)
+        lowest = min((self.tables.file_event_range(path)[1] for path in counts.files), default=None)
         if lowest is not None and seen is not None and lowest < seen - self._shortest_retention:
             times = self.root.read_frame(counts.files, columns=["_event_ms"]).get_column("_event_ms")
             uncounted = past_retention(self.pipeline, stream, times.to_numpy(), seen)

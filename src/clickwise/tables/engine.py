@@ -39,7 +39,7 @@ from clickwise.tables.retention import (
     ArrivalWatermarks,
     drop_cutoff_ms,
     exact_from_ms,
-    oldest_taken_ms,
+    feed_retention_ms,
 )
 from clickwise.tables.runs import (
     KEY_SEPARATOR,
@@ -370,6 +370,11 @@ class Tables:
     def _rows(self, path: str) -> int:
         return self._footer(path)[0]
 
+    def file_event_range(self, path: str) -> tuple[int, int, int]:
+        """Rows and the lowest and highest event time of a lake file, from its footer (read once:
+        catching up reads it too)."""
+        return self._footer(path)
+
     def _footer(self, path: str) -> tuple[int, int, int]:
         """Rows and the lowest and highest event time of a lake file, from its footer."""
         cached = self._footers.get(path)
@@ -521,9 +526,7 @@ class Tables:
         if SEEN_MS not in events.columns or events.height == 0:
             return events
         stream = feed.stream
-        inputs = set(feed.input_fields())
-        joined = [j.table for j in self.pipeline.streams[stream].joins if set(j.take) & inputs]
-        retention = oldest_taken_ms(self.pipeline, table_name, joined)
+        retention, joined = feed_retention_ms(self.pipeline, feed)
         lateness = self.pipeline.allowed_lateness
         seen = events.get_column(SEEN_MS)
         expired = (seen > NOTHING_SEEN) & (events.get_column("_event_ms") < seen - lateness - retention)

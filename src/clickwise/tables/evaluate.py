@@ -78,7 +78,7 @@ def evaluate_feed(
         end = positions[0]
         result = {}
         for agg, slot in zip(feed.aggs, plan.slots, strict=True):
-            result[agg.name] = _single(agg, run, lo if slot < 0 else positions[slot + 1], end, as_of_ms)
+            result[agg.name] = _single(agg, run, positions[slot + 1], end, as_of_ms)
         return result
     partials: list[list[Partial]] = [[] for _ in feed.aggs]
     for run, lo, hi in slices:
@@ -89,7 +89,7 @@ def evaluate_feed(
         positions = (times.searchsorted(offsets) + lo).tolist()
         end = positions[0]
         for index, (agg, slot) in enumerate(zip(feed.aggs, plan.slots, strict=True)):
-            start = lo if slot < 0 else positions[slot + 1]
+            start = positions[slot + 1]
             if start < end:
                 partials[index].append(_partial(agg, run, start, end))
     return {agg.name: _finish(agg, partials[i], as_of_ms) for i, agg in enumerate(feed.aggs)}

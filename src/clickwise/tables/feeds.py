@@ -42,10 +42,6 @@ class AggPlan:
     def filter_column(self) -> str:
         return f"f_{self.name}"
 
-    def lower_bound_ms(self, as_of_ms: int) -> int:
-        """The first event time inside the window at ``as_of_ms``."""
-        return ((as_of_ms - self.window_ms) // self.hop_ms) * self.hop_ms
-
 
 @dataclass(frozen=True)
 class Feed:

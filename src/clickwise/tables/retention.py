@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from clickwise.spec import Pipeline, TableDef
+from clickwise.tables.feeds import Feed, table_feeds
 from clickwise.time import format_duration_ms, format_ms
 
 NOTHING_SEEN = -(2**62)
@@ -62,10 +63,14 @@ def exact_from_ms(table: TableDef, dropped_before_ms: int | None) -> int | None:
     return dropped_before_ms + lookback_ms(table)
 
 
-def oldest_taken_ms(pipeline: Pipeline, table: str, join_tables: list[str]) -> int:
-    """How far behind the watermark an event may be and still be taken by a feed of ``table``
-    whose inputs come from stream joins on ``join_tables``: the shortest of their retentions."""
-    return min([pipeline.tables[table].retention, *(pipeline.tables[t].retention for t in join_tables)])
+def feed_retention_ms(pipeline: Pipeline, feed: Feed) -> tuple[int, list[str]]:
+    """How far behind the watermark an event may be and still be taken by ``feed``: its table's
+    retention, or a shorter one of the tables its stream joins read when the feed takes a join's
+    output (those tables are returned too)."""
+    inputs = set(feed.input_fields())
+    joined = [j.table for j in pipeline.streams[feed.stream].joins if set(j.take) & inputs]
+    shortest = min([pipeline.tables[feed.table].retention, *(pipeline.tables[t].retention for t in joined)])
+    return shortest, joined
 
 
 def past_retention(
@@ -77,19 +82,11 @@ def past_retention(
     if seen_ms is None or len(event_ms) == 0:
         return {}
     found: dict[str, tuple[int, str]] = {}
-    joins = pipeline.streams[stream].joins
-    for name, table in pipeline.tables.items():
-        if stream not in table.streams():
+    for name in pipeline.tables:
+        feed = next((f for f in table_feeds(pipeline, name) if f.stream == stream), None)
+        if feed is None:
             continue
-        inputs = set(table.key) | {
-            f
-            for agg in table.aggregations.values()
-            if agg.stream == stream
-            for f in (agg.field, agg.filter.field if agg.filter else None)
-            if f
-        }
-        joined = [join.table for join in joins if set(join.take) & inputs]
-        retention = oldest_taken_ms(pipeline, name, joined)
+        retention, _ = feed_retention_ms(pipeline, feed)
         count = int(np.count_nonzero(event_ms < seen_ms - pipeline.allowed_lateness - retention))
         if count:
             reason = (
